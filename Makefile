@@ -1,0 +1,182 @@
+# nbdd — user-defined storage backends as local /dev/nbdX block devices.
+#
+#   make            build the library, the daemon, nbdctl, examples
+#   make check      install what is missing, build, run every test
+#   make demo       daemon up, memory backend attached, mkfs + mount, detach
+#   make install    PREFIX=/usr/local DESTDIR=...
+#
+# Objects go to $(B) (default build/); CC=clang and SANITIZE=address,undefined
+# are honoured, and a sanitizer build uses its own directory.
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+PLUGINDIR  ?= $(LIBDIR)/nbdd
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+VERSION := 0.1.0
+SOMAJOR := 0
+
+CC ?= cc
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+B ?= build
+else
+B ?= build-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+
+PKGS := libnl-genl-3.0 libkmod json-c
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wformat=2 -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=gnu11 $(WARN) -fPIC -fvisibility=hidden \
+	-D_GNU_SOURCE -DNBDD_SYSCONFDIR='"$(SYSCONFDIR)"' \
+	-DNBDD_PLUGINDIR='"$(PLUGINDIR)"' \
+	-Iinclude -Ilib $(PKG_CFLAGS)
+ifneq ($(SANITIZE),)
+override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+override LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+LIBS := $(PKG_LIBS) -ldl -lpthread
+
+# ---- sources: every .c in these directories belongs to that artefact ----
+LIB_SRC    := $(sort $(wildcard lib/*.c lib/*/*.c))
+DAEMON_SRC := $(sort $(wildcard daemon/*.c))
+CTL_SRC    := $(sort $(wildcard nbdctl/*.c))
+COMMON_SRC := $(sort $(wildcard common/*.c))
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_HELPERS := $(sort $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)))
+EXAMPLE_PLUGINS := $(sort $(wildcard examples/plugins/*.c))
+EXAMPLE_PROGS   := $(sort $(wildcard examples/programs/*.c))
+
+obj = $(patsubst %.c,$(B)/%.o,$(1))
+
+LIB_A    := $(B)/libnbdd.a
+LIB_SO   := $(B)/libnbdd.so.$(VERSION)
+NBDD     := $(B)/nbdd
+NBDCTL   := $(B)/nbdctl
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
+PLUGINS  := $(patsubst examples/plugins/%.c,$(B)/examples/%.so,$(EXAMPLE_PLUGINS))
+PROGS    := $(patsubst examples/programs/%.c,$(B)/examples/%,$(EXAMPLE_PROGS))
+
+# Executables carry the whole library and export its public (default
+# visibility) symbols, so plugins they dlopen resolve nbdd_backend_error()
+# and friends against the same copy.
+LINK_LIB := -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive -rdynamic
+
+.PHONY: all lib check check-unit check-interop check-vm check-asan demo deps \
+	install uninstall clean fuzz bench format
+
+all: lib $(NBDD) $(NBDCTL) $(PLUGINS) $(PROGS) $(B)/libnbdd.pc
+
+lib: $(LIB_A) $(LIB_SO)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB_A): $(call obj,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIB_SO): $(call obj,$(LIB_SRC))
+	$(CC) -shared -Wl,-soname,libnbdd.so.$(SOMAJOR) $(LDFLAGS) -o $@ $^ $(LIBS)
+	ln -sf libnbdd.so.$(VERSION) $(B)/libnbdd.so.$(SOMAJOR)
+	ln -sf libnbdd.so.$(SOMAJOR) $(B)/libnbdd.so
+
+$(NBDD): $(call obj,$(DAEMON_SRC) $(COMMON_SRC)) $(LIB_A)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,$(DAEMON_SRC) $(COMMON_SRC)) $(LINK_LIB) $(LIBS)
+
+$(NBDCTL): $(call obj,$(CTL_SRC) $(COMMON_SRC)) $(LIB_A)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,$(CTL_SRC) $(COMMON_SRC)) $(LINK_LIB) $(LIBS)
+
+# Unit tests pull from the archive only the objects they use, so each
+# module can be tested on its own; -rdynamic lets test plugins link back.
+$(B)/tests/unit/%: $(B)/tests/unit/%.o $(call obj,$(UNIT_HELPERS) $(COMMON_SRC)) $(LIB_A)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $< $(call obj,$(UNIT_HELPERS) $(COMMON_SRC)) $(LIB_A) $(LIBS) $(CMOCKA_LIBS)
+
+# Plugins are built the way a third party would: only the public header.
+$(B)/examples/%.so: examples/plugins/%.c include/nbdd/backend.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -o $@ $< $(LDFLAGS)
+
+$(B)/examples/%: examples/programs/%.c $(LIB_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -L$(B) -lnbdd -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS) -lpthread
+
+$(B)/libnbdd.pc: libnbdd.pc.in Makefile
+	@mkdir -p $(B)
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+# ---- tests ----
+# tests/run prints one line per test and closes with "N passed, N failed".
+
+deps:
+	scripts/deps.sh install
+
+check: 
+	@scripts/deps.sh ensure
+	$(MAKE) all
+	B=$(B) tests/run all
+
+check-unit: all
+	B=$(B) tests/run unit
+
+check-interop: all
+	B=$(B) tests/run interop
+
+check-vm: all
+	B=$(B) tests/run vm
+
+# The unit and interop suites again under ASan + UBSan, in build-asan.
+check-asan:
+	@scripts/deps.sh ensure
+	$(MAKE) SANITIZE=address,undefined CC=clang all
+	B=build-address-undefined NBDD_SANITIZED=1 tests/run unit interop
+
+demo:
+	@scripts/deps.sh ensure
+	$(MAKE) all
+	B=$(B) scripts/demo.sh
+
+fuzz:
+	$(MAKE) -C fuzz
+
+bench: all
+	B=$(B) bench/run
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# ---- install ----
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/nbdd $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(PLUGINDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/nbdd/backends.d
+	install -m 0755 $(NBDD) $(DESTDIR)$(SBINDIR)/nbdd
+	install -m 0755 $(NBDCTL) $(DESTDIR)$(SBINDIR)/nbdctl
+	install -m 0755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libnbdd.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnbdd.so.$(SOMAJOR)
+	ln -sf libnbdd.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libnbdd.so
+	install -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 0644 include/nbdd/*.h $(DESTDIR)$(INCLUDEDIR)/nbdd/
+	install -m 0644 $(B)/libnbdd.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	for m in docs/man/*.[1-8]; do \
+		[ -e "$$m" ] || continue; s=$${m##*.}; \
+		install -d $(DESTDIR)$(MANDIR)/man$$s; \
+		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; \
+	done
+
+clean:
+	rm -rf build build-*
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

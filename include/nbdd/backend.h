@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * nbdd backend ABI.
+ *
+ * A backend is a table of callbacks that stores bytes somewhere. nbdd owns
+ * the protocol, the kernel and the clients; a backend only answers
+ * "read these bytes", "write these bytes", and the like.
+ *
+ * Stability rules (the same ones nbdkit's plugin ABI follows):
+ *  - struct nbdd_backend only ever grows at its end;
+ *  - a backend sets .abi_version and .struct_size from the header it was
+ *    built with; the loader copies struct_size bytes and treats every
+ *    field past that as NULL/0, so an old backend keeps working;
+ *  - a backend built for a newer ABI major than the loader knows is
+ *    refused with a message naming both versions.
+ *
+ * Conventions for every callback:
+ *  - return 0 on success or a negative errno on failure;
+ *  - on failure, nbdd_backend_error() may record a human readable reason,
+ *    which ends up in the daemon's log (never sent to a network peer);
+ *  - offsets and lengths have been checked against the export size and
+ *    the backend's block-size constraints before the call is made.
+ *
+ * A plugin (.so) exports one symbol, declared with NBDD_BACKEND_REGISTER.
+ */
+#ifndef NBDD_BACKEND_H
+#define NBDD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped when a field is added at the end of struct nbdd_backend. */
+#define NBDD_BACKEND_ABI_VERSION 1
+
+/* What a plugin must export (see NBDD_BACKEND_REGISTER). */
+#define NBDD_BACKEND_SYMBOL "nbdd_backend_v1"
+
+/* Thread model: how many callbacks nbdd may run at the same time. */
+enum nbdd_thread_model {
+	/* One callback at a time for the whole backend instance. */
+	NBDD_THREAD_SERIALIZE = 0,
+	/* Any callbacks may run concurrently, on any threads. */
+	NBDD_THREAD_PARALLEL = 1,
+};
+
+/* Backend flags (struct nbdd_backend.flags). */
+/*
+ * Every data callback finishes quickly without sleeping on I/O (memory,
+ * null). nbdd then runs them on the connection's own thread and batches
+ * the replies, which saves two context switches per request.
+ */
+#define NBDD_BACKEND_INLINE (1u << 0)
+
+/* Capabilities (returned by .capabilities). */
+#define NBDD_CAP_WRITE      (1u << 0)  /* pwrite works (else read-only) */
+#define NBDD_CAP_FLUSH      (1u << 1)  /* flush makes writes durable */
+#define NBDD_CAP_FUA        (1u << 2)  /* pwrite/zero/trim honour NBDD_F_FUA natively */
+#define NBDD_CAP_TRIM       (1u << 3)  /* trim deallocates */
+#define NBDD_CAP_ZERO       (1u << 4)  /* zero is efficient (else emulated by pwrite) */
+#define NBDD_CAP_FAST_ZERO  (1u << 5)  /* zero with NBDD_F_FAST is honoured */
+#define NBDD_CAP_CACHE      (1u << 6)  /* cache prefetches (else a no-op) */
+#define NBDD_CAP_EXTENTS    (1u << 7)  /* extents reports holes/zeroes */
+#define NBDD_CAP_MULTI_CONN (1u << 8)  /* all connections see one consistent image */
+#define NBDD_CAP_RESIZE     (1u << 9)  /* resize works */
+#define NBDD_CAP_ROTATIONAL (1u << 10) /* seeks are expensive */
+
+/* Per-call flags. */
+#define NBDD_F_FUA      (1u << 0) /* pwrite/zero/trim: durable before return */
+#define NBDD_F_MAY_TRIM (1u << 1) /* zero: may deallocate instead of writing */
+#define NBDD_F_FAST     (1u << 2) /* zero: return -ENOTSUP unless it is fast */
+#define NBDD_F_REQ_ONE  (1u << 3) /* extents: one extent is enough */
+
+/* Extent flags, as base:allocation defines them. */
+#define NBDD_EXTENT_HOLE (1u << 0) /* not allocated */
+#define NBDD_EXTENT_ZERO (1u << 1) /* reads as zeroes */
+
+/* One key=value parameter of a backend spec, e.g. "size" = "1G". */
+struct nbdd_param {
+	const char *key;
+	const char *value;
+};
+
+/* Block-size constraints; 0 in a field means "no constraint". */
+struct nbdd_block_size {
+	uint32_t minimum;   /* power of two, 1..65536 */
+	uint32_t preferred; /* power of two, >= minimum */
+	uint32_t maximum;   /* multiple of minimum */
+};
+
+/* Collector handed to .extents; filled with nbdd_extents_add(). */
+struct nbdd_extents;
+
+struct nbdd_backend {
+	/* --- header: must stay first, never changes --- */
+	uint32_t abi_version; /* NBDD_BACKEND_ABI_VERSION at build time */
+	uint32_t struct_size; /* sizeof(struct nbdd_backend) at build time */
+
+	/* --- identity --- */
+	const char *name;        /* short, [a-z0-9_-], e.g. "memory" */
+	const char *description; /* one line */
+	const char *help;        /* the parameters, one per line: "size=SIZE  ..." */
+	enum nbdd_thread_model thread_model;
+	uint32_t flags; /* NBDD_BACKEND_* */
+
+	/*
+	 * Open an instance from its parameters. @readonly is non-zero when
+	 * the export is read-only; a backend may then open its storage
+	 * read-only. Store the instance in *handle.
+	 */
+	int (*open)(const struct nbdd_param *params, size_t nparams,
+		    int readonly, void **handle);
+	void (*close)(void *handle);
+
+	/* Required: the current size in bytes. */
+	int (*get_size)(void *handle, uint64_t *size);
+	/* Optional: block-size constraints (default: 1 / 4096 / 32 MiB). */
+	int (*block_size)(void *handle, struct nbdd_block_size *bs);
+	/* Optional: NBDD_CAP_* bits (default: what the callbacks present imply). */
+	int (*capabilities)(void *handle, uint32_t *caps);
+
+	/* Required. Fill @buf completely; short reads are the backend's job. */
+	int (*pread)(void *handle, void *buf, size_t count, uint64_t offset,
+		     uint32_t flags);
+	/* Optional (absent: read-only). */
+	int (*pwrite)(void *handle, const void *buf, size_t count,
+		      uint64_t offset, uint32_t flags);
+	/* Optional (absent: flush is a no-op and is not advertised). */
+	int (*flush)(void *handle, uint32_t flags);
+	/* Optional (absent: trim is not advertised). */
+	int (*trim)(void *handle, uint64_t count, uint64_t offset,
+		    uint32_t flags);
+	/* Optional (absent: nbdd writes zeroes with pwrite). */
+	int (*zero)(void *handle, uint64_t count, uint64_t offset,
+		    uint32_t flags);
+	/* Optional (absent: a no-op). */
+	int (*cache)(void *handle, uint64_t count, uint64_t offset,
+		     uint32_t flags);
+	/*
+	 * Optional (absent: everything is reported as allocated data).
+	 * Report extents starting exactly at @offset, in order, covering at
+	 * least one byte; nbdd trims what lies beyond @offset + @count.
+	 */
+	int (*extents)(void *handle, uint64_t count, uint64_t offset,
+		       uint32_t flags, struct nbdd_extents *out);
+	/* Optional: change the size (grow or shrink). */
+	int (*resize)(void *handle, uint64_t new_size);
+
+	/* New fields go here, and only here. */
+};
+
+/*
+ * Services a backend may call (exported by libnbdd and by the nbdd daemon).
+ */
+
+/* Record why the current call failed; thread-local, last one wins. */
+void nbdd_backend_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* Append an extent; returns 0 or -errno (-ERANGE when out of order). */
+int nbdd_extents_add(struct nbdd_extents *out, uint64_t offset,
+		     uint64_t length, uint32_t flags);
+
+/*
+ * Parse a size such as "512", "64K", "1.5G" or "2T" (binary units).
+ * Returns 0 or -EINVAL / -ERANGE.
+ */
+int nbdd_parse_size(const char *text, uint64_t *out);
+
+/* A plugin declares its table with this, at file scope. */
+#define NBDD_BACKEND_REGISTER(table)                                     \
+	__attribute__((visibility("default")))                           \
+	const struct nbdd_backend *nbdd_backend_v1(void)                 \
+	{                                                                \
+		return &(table);                                         \
+	}
+
+/* Initialiser for the header fields of a backend built from this header. */
+#define NBDD_BACKEND_HEADER                                              \
+	.abi_version = NBDD_BACKEND_ABI_VERSION,                         \
+	.struct_size = sizeof(struct nbdd_backend)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NBDD_BACKEND_H */
