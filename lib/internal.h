@@ -8,12 +8,12 @@
  *   extents.c       the extents collector handed to backends
  *   spec.c          "memory:size=1G" / NAME.conf / plugin.so resolution
  *   plugin.c        dlopen and ABI checks
- *   backends/*.c    built-in backends (memory, file, null)
+ *   backends/       built-in backends (memory, file, null)
  *   proto/wire.c    pure encode/decode/validate
  *   proto/handshake.c  option haggling (network clients only)
  *   proto/conn.c    the transmission phase: one engine for clients and kernel
  *   server.c        export table, listeners, client threads
- *   kernel/*.c      netlink family, module loading, mappings
+ *   kernel/         netlink family, module loading, mappings
  */
 #ifndef NBDD_INTERNAL_H
 #define NBDD_INTERNAL_H
