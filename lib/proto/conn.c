@@ -1,0 +1,620 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The transmission phase: one engine for network clients and for the
+ * kernel's sockets.
+ *
+ * A reader thread owns the socket's receive side. It decodes and checks
+ * each request before any backend sees it, then:
+ *  - inline backends (memory, null): runs the request itself and appends
+ *    the reply to a batch, which goes out in one write when no further
+ *    request is already waiting. Under load this is one recv and one
+ *    send per burst of requests, and no thread hand-off at all;
+ *  - blocking backends (files, plugins): queues the request for a small
+ *    per-connection pool of workers, which answer in completion order,
+ *    each reply in a single write under the socket's write lock.
+ * Payload of invalid requests is still read and dropped, so the stream
+ * stays in sync and only that request fails.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "proto/reply.h"
+
+#define RBUF_SIZE   (256u * 1024)   /* one recv takes a burst of requests */
+#define BATCH_FLUSH (256u * 1024)   /* send inline replies past this */
+#define BUF_KEEP    (4u << 20)      /* larger scratch buffers are freed */
+/* Backpressure for pipelining clients: requests and payload queued. */
+#define MAX_QUEUED       256u
+#define MAX_QUEUED_BYTES (64u << 20)
+
+struct job {
+	struct job *next;
+	struct nbd_request r;
+	uint8_t *data; /* write payload */
+};
+
+struct op_counters {
+	_Atomic uint64_t requests, bytes, errors;
+};
+
+struct conn {
+	int fd;
+	enum conn_mode mode;
+	struct nbdd_export *e;
+	struct nbd_xmit_params xp;
+	size_t hdr_size;
+	bool inline_exec;
+
+	/* reader thread only */
+	uint8_t *rbuf;
+	size_t rpos, rlen;     /* unread bytes are rbuf[rpos, rlen) */
+	uint8_t *pbuf;         /* large inline write payloads */
+	size_t pcap;
+	struct outbuf batch;   /* inline replies not yet sent */
+
+	pthread_mutex_t wlock; /* one writer on the socket at a time */
+
+	/* worker pool, for blocking backends */
+	pthread_mutex_t qlock;
+	pthread_cond_t qwork;  /* a job was queued, or stop */
+	pthread_cond_t qspace; /* a job finished */
+	struct job *qhead, **qtail;
+	unsigned queued;       /* queued or running */
+	unsigned waiting;      /* queued, not yet picked up */
+	uint64_t queued_bytes;
+	unsigned nworkers, idle, max_workers;
+	pthread_t *threads;
+	bool qstop;
+
+	atomic_bool shut;      /* conn_shutdown() was called */
+	atomic_bool dead;      /* the socket failed: answer nothing more */
+	atomic_bool dirty;     /* written since the last flush */
+	_Atomic uint64_t in_flight;
+	struct op_counters st[NBDD_OP__COUNT];
+};
+
+static const char *const op_names[NBDD_OP__COUNT] = {
+	[NBDD_OP_READ] = "read",   [NBDD_OP_WRITE] = "write",
+	[NBDD_OP_FLUSH] = "flush", [NBDD_OP_TRIM] = "trim",
+	[NBDD_OP_ZERO] = "zero",   [NBDD_OP_CACHE] = "cache",
+	[NBDD_OP_BLOCK_STATUS] = "block-status",
+};
+
+NBDD_EXPORT const char *nbdd_op_name(enum nbdd_op op)
+{
+	return (unsigned)op < NBDD_OP__COUNT ? op_names[op] : "unknown";
+}
+
+static int op_of(uint16_t type)
+{
+	switch (type) {
+	case NBD_CMD_READ: return NBDD_OP_READ;
+	case NBD_CMD_WRITE: return NBDD_OP_WRITE;
+	case NBD_CMD_FLUSH: return NBDD_OP_FLUSH;
+	case NBD_CMD_TRIM: return NBDD_OP_TRIM;
+	case NBD_CMD_WRITE_ZEROES: return NBDD_OP_ZERO;
+	case NBD_CMD_CACHE: return NBDD_OP_CACHE;
+	case NBD_CMD_BLOCK_STATUS: return NBDD_OP_BLOCK_STATUS;
+	default: return -1;
+	}
+}
+
+static void count(struct conn *c, const struct nbd_request *r, bool failed)
+{
+	int op = op_of(r->type);
+
+	if (op < 0)
+		return;
+	atomic_fetch_add_explicit(&c->st[op].requests, 1, memory_order_relaxed);
+	if (op != NBDD_OP_FLUSH)
+		atomic_fetch_add_explicit(&c->st[op].bytes, r->length,
+					  memory_order_relaxed);
+	if (failed)
+		atomic_fetch_add_explicit(&c->st[op].errors, 1,
+					  memory_order_relaxed);
+}
+
+/* ---- sending ---- */
+
+static void mark_dead(struct conn *c, int err)
+{
+	if (!atomic_exchange(&c->dead, true)) {
+		if (err != -EPIPE && err != -ECONNRESET)
+			log_warning("%s: cannot send replies: %s",
+				    nbdd_export_name(c->e), strerror(-err));
+		/* Wake the reader: nobody is listening any more. */
+		shutdown(c->fd, SHUT_RDWR);
+	}
+}
+
+static void send_out(struct conn *c, struct outbuf *o)
+{
+	int r;
+
+	if (!o->len)
+		return;
+	if (!atomic_load(&c->dead)) {
+		pthread_mutex_lock(&c->wlock);
+		r = write_full(c->fd, o->p, o->len, 0);
+		pthread_mutex_unlock(&c->wlock);
+		if (r < 0)
+			mark_dead(c, r);
+	}
+	o->len = 0;
+	if (o->cap > BUF_KEEP)
+		outbuf_free(o);
+}
+
+/* ---- running one request ---- */
+
+static uint32_t call_flags(const struct nbd_request *r)
+{
+	uint32_t f = 0;
+
+	if (r->flags & NBD_CMD_FLAG_FUA)
+		f |= NBDD_F_FUA;
+	if (r->type == NBD_CMD_WRITE_ZEROES) {
+		if (!(r->flags & NBD_CMD_FLAG_NO_HOLE))
+			f |= NBDD_F_MAY_TRIM;
+		if (r->flags & NBD_CMD_FLAG_FAST_ZERO)
+			f |= NBDD_F_FAST;
+	}
+	return f;
+}
+
+/*
+ * Run a checked request and append its reply to @o. Returns 0, or
+ * -ENOMEM when no reply could be built (the connection then ends).
+ */
+static int exec_request(struct conn *c, const struct nbd_request *r,
+			const uint8_t *data, struct outbuf *o)
+{
+	uint32_t f = call_flags(r);
+	int err = 0, ret;
+
+	switch (r->type) {
+	case NBD_CMD_READ:
+		ret = reply_read(o, &c->xp, r, c->e, &err);
+		count(c, r, err);
+		return ret;
+	case NBD_CMD_BLOCK_STATUS:
+		ret = reply_block_status(o, &c->xp, r, c->e, &err);
+		count(c, r, err);
+		return ret;
+	case NBD_CMD_WRITE:
+		err = export_pwrite(c->e, data, (size_t)r->length, r->offset, f);
+		break;
+	case NBD_CMD_FLUSH:
+		atomic_store(&c->dirty, false);
+		err = export_flush(c->e);
+		break;
+	case NBD_CMD_TRIM:
+		err = export_trim(c->e, r->length, r->offset, f);
+		break;
+	case NBD_CMD_WRITE_ZEROES:
+		err = export_zero(c->e, r->length, r->offset, f);
+		break;
+	case NBD_CMD_CACHE:
+		err = export_cache(c->e, r->length, r->offset);
+		break;
+	default:
+		err = -EINVAL; /* nbd_check_request() let through a new type */
+		break;
+	}
+	if (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
+	    r->type == NBD_CMD_WRITE_ZEROES)
+		atomic_store(&c->dirty, true);
+	count(c, r, err);
+	if (err)
+		return reply_error(o, &c->xp, r, nbd_errno_to_wire(-err));
+	return reply_ok(o, &c->xp, r);
+}
+
+/* ---- receiving ---- */
+
+static void flush_batch(struct conn *c)
+{
+	send_out(c, &c->batch);
+}
+
+/*
+ * Make at least @need (<= RBUF_SIZE) unread bytes available. Before
+ * blocking, the pending batch is sent: replies leave as soon as there is
+ * nothing more to do, and not a moment before.
+ */
+static int fill(struct conn *c, size_t need)
+{
+	ssize_t n;
+
+	while (c->rlen - c->rpos < need) {
+		if (c->rpos + need > RBUF_SIZE) {
+			memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+			c->rlen -= c->rpos;
+			c->rpos = 0;
+		}
+		n = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen,
+			 c->batch.len ? MSG_DONTWAIT : 0);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			flush_batch(c);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		c->rlen += (size_t)n;
+	}
+	return 0;
+}
+
+/* Copy @len payload bytes to @dst: first what is buffered, then the rest. */
+static int take(struct conn *c, uint8_t *dst, size_t len)
+{
+	size_t have = MIN(c->rlen - c->rpos, len);
+
+	memcpy(dst, c->rbuf + c->rpos, have);
+	c->rpos += have;
+	if (len > have)
+		return read_full(c->fd, dst + have, len - have, 0);
+	return 0;
+}
+
+/* Read and drop the payload of a request we refuse. */
+static int discard(struct conn *c, uint64_t len)
+{
+	size_t step;
+	int r;
+
+	while (len) {
+		step = (size_t)MIN(len, (uint64_t)RBUF_SIZE);
+		r = fill(c, step);
+		if (r < 0)
+			return r;
+		c->rpos += step;
+		len -= step;
+	}
+	return 0;
+}
+
+static int run_inline(struct conn *c, const struct nbd_request *r,
+		      uint64_t plen)
+{
+	const uint8_t *data = NULL;
+	uint8_t *p;
+	int ret;
+
+	if (plen && plen <= RBUF_SIZE) {
+		ret = fill(c, (size_t)plen);
+		if (ret < 0)
+			return ret;
+		data = c->rbuf + c->rpos;
+		c->rpos += (size_t)plen;
+	} else if (plen) {
+		if (c->pcap < plen) {
+			p = realloc(c->pbuf, (size_t)plen);
+			if (!p)
+				return -ENOMEM;
+			c->pbuf = p;
+			c->pcap = (size_t)plen;
+		}
+		ret = take(c, c->pbuf, (size_t)plen);
+		if (ret < 0)
+			return ret;
+		data = c->pbuf;
+	}
+	ret = exec_request(c, r, data, &c->batch);
+	atomic_fetch_sub(&c->in_flight, 1);
+	if (c->pcap > BUF_KEEP) {
+		free(c->pbuf);
+		c->pbuf = NULL;
+		c->pcap = 0;
+	}
+	if (c->batch.len >= BATCH_FLUSH)
+		flush_batch(c);
+	return ret;
+}
+
+/* ---- worker pool ---- */
+
+static void *worker_main(void *arg)
+{
+	struct conn *c = arg;
+	struct outbuf o = { 0 };
+	struct job *j;
+	int r;
+
+	/* Writes we serve may be what the kernel needs to reclaim memory. */
+	if (c->mode == CONN_KERNEL)
+		prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0);
+	pthread_mutex_lock(&c->qlock);
+	for (;;) {
+		while (!c->qhead && !c->qstop) {
+			c->idle++;
+			pthread_cond_wait(&c->qwork, &c->qlock);
+			c->idle--;
+		}
+		j = c->qhead;
+		if (!j)
+			break;
+		c->qhead = j->next;
+		c->waiting--;
+		if (!c->qhead)
+			c->qtail = &c->qhead;
+		pthread_mutex_unlock(&c->qlock);
+
+		r = exec_request(c, &j->r, j->data, &o);
+		if (r < 0)
+			mark_dead(c, r);
+		send_out(c, &o);
+		atomic_fetch_sub(&c->in_flight, 1);
+
+		pthread_mutex_lock(&c->qlock);
+		c->queued--;
+		c->queued_bytes -= j->r.type == NBD_CMD_WRITE ? j->r.length : 0;
+		pthread_cond_broadcast(&c->qspace);
+		free(j->data);
+		free(j);
+	}
+	pthread_mutex_unlock(&c->qlock);
+	outbuf_free(&o);
+	return NULL;
+}
+
+/* Called with qlock held: one more worker unless one is free for the job. */
+static void maybe_spawn(struct conn *c)
+{
+	if (c->idle > c->waiting || c->nworkers >= c->max_workers)
+		return;
+	if (pthread_create(&c->threads[c->nworkers], NULL, worker_main, c))
+		return; /* the workers we have will get to it */
+	c->nworkers++;
+}
+
+/* Run a job on the reader thread: the fallback when no worker starts. */
+static int run_here(struct conn *c, struct job *j)
+{
+	struct outbuf o = { 0 };
+	int r = exec_request(c, &j->r, j->data, &o);
+
+	send_out(c, &o);
+	outbuf_free(&o);
+	atomic_fetch_sub(&c->in_flight, 1);
+	free(j->data);
+	free(j);
+	return r;
+}
+
+static int enqueue(struct conn *c, const struct nbd_request *r, uint64_t plen)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	int ret;
+
+	if (!j)
+		return -ENOMEM;
+	j->r = *r;
+	if (plen) {
+		j->data = malloc((size_t)plen);
+		ret = j->data ? take(c, j->data, (size_t)plen) : -ENOMEM;
+		if (ret < 0) {
+			free(j->data);
+			free(j);
+			return ret;
+		}
+	}
+	pthread_mutex_lock(&c->qlock);
+	maybe_spawn(c);
+	if (c->nworkers == 0) {
+		pthread_mutex_unlock(&c->qlock);
+		return run_here(c, j);
+	}
+	while (c->queued >= MAX_QUEUED ||
+	       (c->queued && c->queued_bytes + plen > MAX_QUEUED_BYTES))
+		pthread_cond_wait(&c->qspace, &c->qlock);
+	c->queued++;
+	c->waiting++;
+	c->queued_bytes += plen;
+	*c->qtail = j;
+	c->qtail = &j->next;
+	pthread_cond_signal(&c->qwork);
+	pthread_mutex_unlock(&c->qlock);
+	return 0;
+}
+
+static void stop_workers(struct conn *c)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&c->qlock);
+	c->qstop = true;
+	pthread_cond_broadcast(&c->qwork);
+	pthread_mutex_unlock(&c->qlock);
+	for (i = 0; i < c->nworkers; i++)
+		pthread_join(c->threads[i], NULL);
+	c->nworkers = 0;
+}
+
+/* ---- the reader loop ---- */
+
+/* An invalid request: drop its payload and answer with @err. */
+static int refuse(struct conn *c, const struct nbd_request *r, uint64_t plen,
+		  uint32_t err)
+{
+	struct outbuf o = { 0 };
+	int ret = discard(c, plen);
+
+	if (ret < 0)
+		return ret;
+	count(c, r, true);
+	if (c->inline_exec) {
+		ret = reply_error(&c->batch, &c->xp, r, err);
+	} else {
+		ret = reply_error(&o, &c->xp, r, err);
+		send_out(c, &o);
+		outbuf_free(&o);
+	}
+	atomic_fetch_sub(&c->in_flight, 1);
+	return ret;
+}
+
+static int serve_one(struct conn *c, const struct nbd_request *r)
+{
+	uint64_t plen = nbd_request_payload_len(r, c->xp.extended);
+	uint32_t err = nbd_check_request(&c->xp, r);
+
+	atomic_fetch_add(&c->in_flight, 1);
+	if (err) {
+		if (nbdd_log_enabled(NBDD_LOG_DEBUG))
+			log_debug("%s: %s off=%llu len=%llu refused: error %u",
+				  nbdd_export_name(c->e), nbd_cmd_name(r->type),
+				  (unsigned long long)r->offset,
+				  (unsigned long long)r->length, err);
+		return refuse(c, r, plen, err);
+	}
+	if (c->inline_exec)
+		return run_inline(c, r, plen);
+	return enqueue(c, r, plen);
+}
+
+int conn_run(struct conn *c)
+{
+	struct nbd_request r;
+	int n, ret = 0;
+
+	if (c->mode == CONN_KERNEL)
+		prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0);
+	while (!atomic_load(&c->shut) && !atomic_load(&c->dead)) {
+		ret = fill(c, c->hdr_size);
+		if (ret < 0)
+			break;
+		n = nbd_decode_request(c->rbuf + c->rpos, c->rlen - c->rpos,
+				       c->xp.extended, &r);
+		if (n < 0) {
+			log_warning("%s: bad request magic: the peer is out of "
+				    "sync, disconnecting",
+				    nbdd_export_name(c->e));
+			ret = -EPROTO;
+			break;
+		}
+		c->rpos += (size_t)n;
+		if (r.type == NBD_CMD_DISC)
+			break;
+		ret = serve_one(c, &r);
+		if (ret < 0)
+			break;
+	}
+	/* Drain: queued requests are answered, then the batch goes out. */
+	stop_workers(c);
+	flush_batch(c);
+	if (atomic_load(&c->dirty) && (c->e->caps & NBDD_CAP_FLUSH))
+		export_flush(c->e);
+	if (ret == -ECONNRESET || atomic_load(&c->shut))
+		ret = 0;
+	return ret;
+}
+
+/* ---- lifecycle ---- */
+
+struct conn *conn_new(int fd, enum conn_mode mode, const struct negotiated *neg)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	struct nbdd_export *e = neg->export;
+
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->mode = mode;
+	c->e = e;
+	c->xp = (struct nbd_xmit_params){
+		.size = nbdd_export_size(e),
+		.eflags = export_eflags(e),
+		.min_block = neg->min_block ? neg->min_block : 1,
+		.max_payload = MIN(e->bs.maximum ? e->bs.maximum
+						 : NBDD_MAX_PAYLOAD,
+				   NBDD_MAX_PAYLOAD),
+		.structured = mode == CONN_NETWORK && neg->structured,
+		.extended = mode == CONN_NETWORK && neg->extended,
+		.base_allocation = mode == CONN_NETWORK && neg->base_allocation,
+	};
+	c->hdr_size = c->xp.extended ? NBD_EXTENDED_REQUEST_SIZE
+				     : NBD_SIMPLE_REQUEST_SIZE;
+	c->inline_exec = export_is_inline(e);
+	c->max_workers = e->workers ? e->workers : 8;
+	c->qtail = &c->qhead;
+	c->rbuf = malloc(RBUF_SIZE);
+	c->threads = calloc(c->max_workers, sizeof(*c->threads));
+	if (!c->rbuf || !c->threads) {
+		free(c->rbuf);
+		free(c->threads);
+		free(c);
+		return NULL;
+	}
+	pthread_mutex_init(&c->wlock, NULL);
+	pthread_mutex_init(&c->qlock, NULL);
+	pthread_cond_init(&c->qwork, NULL);
+	pthread_cond_init(&c->qspace, NULL);
+	return c;
+}
+
+void conn_shutdown(struct conn *c)
+{
+	atomic_store(&c->shut, true);
+	/* The reader sees EOF; queued work is still answered. */
+	shutdown(c->fd, SHUT_RD);
+}
+
+void conn_stats(const struct conn *c, struct nbdd_conn_stats *out)
+{
+	struct conn *m = (struct conn *)c; /* atomics are read, not changed */
+	int i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < NBDD_OP__COUNT; i++) {
+		out->op[i].requests = atomic_load(&m->st[i].requests);
+		out->op[i].bytes = atomic_load(&m->st[i].bytes);
+		out->op[i].errors = atomic_load(&m->st[i].errors);
+	}
+	out->in_flight = atomic_load(&m->in_flight);
+	out->connected = !atomic_load(&m->dead);
+}
+
+void conn_free(struct conn *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	nbdd_export_unref(c->e);
+	pthread_mutex_destroy(&c->wlock);
+	pthread_mutex_destroy(&c->qlock);
+	pthread_cond_destroy(&c->qwork);
+	pthread_cond_destroy(&c->qspace);
+	outbuf_free(&c->batch);
+	free(c->pbuf);
+	free(c->rbuf);
+	free(c->threads);
+	free(c);
+}
+
+NBDD_EXPORT int nbdd_serve_transmission(struct nbdd_export *e, int fd,
+					struct nbdd_conn_stats *final_stats)
+{
+	struct negotiated neg = { .export = nbdd_export_ref(e), .min_block = 1 };
+	struct conn *c = conn_new(fd, CONN_KERNEL, &neg);
+	int ret;
+
+	if (!c) {
+		nbdd_export_unref(e);
+		close(fd);
+		return set_error(-ENOMEM, "out of memory for a connection");
+	}
+	ret = conn_run(c);
+	if (final_stats)
+		conn_stats(c, final_stats);
+	conn_free(c);
+	return ret;
+}
