@@ -60,6 +60,15 @@ EXAMPLE_PROGS   := $(sort $(wildcard examples/programs/*.c))
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
+# `make V=1` shows the full commands.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 LIB_A    := $(B)/libnbdd.a
 LIB_SO   := $(B)/libnbdd.so.$(VERSION)
 NBDD     := $(B)/nbdd
@@ -82,40 +91,48 @@ lib: $(LIB_A) $(LIB_SO)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(LIB_A): $(call obj,$(LIB_SRC))
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(LIB_SO): $(call obj,$(LIB_SRC))
-	$(CC) -shared -Wl,-soname,libnbdd.so.$(SOMAJOR) $(LDFLAGS) -o $@ $^ $(LIBS)
-	ln -sf libnbdd.so.$(VERSION) $(B)/libnbdd.so.$(SOMAJOR)
-	ln -sf libnbdd.so.$(SOMAJOR) $(B)/libnbdd.so
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -Wl,-soname,libnbdd.so.$(SOMAJOR) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)ln -sf libnbdd.so.$(VERSION) $(B)/libnbdd.so.$(SOMAJOR)
+	$(Q)ln -sf libnbdd.so.$(SOMAJOR) $(B)/libnbdd.so
 
 $(NBDD): $(call obj,$(DAEMON_SRC) $(COMMON_SRC)) $(LIB_A)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,$(DAEMON_SRC) $(COMMON_SRC)) $(LINK_LIB) $(LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(call obj,$(DAEMON_SRC) $(COMMON_SRC)) $(LINK_LIB) $(LIBS)
 
 $(NBDCTL): $(call obj,$(CTL_SRC) $(COMMON_SRC)) $(LIB_A)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,$(CTL_SRC) $(COMMON_SRC)) $(LINK_LIB) $(LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(call obj,$(CTL_SRC) $(COMMON_SRC)) $(LINK_LIB) $(LIBS)
 
 # Unit tests pull from the archive only the objects they use, so each
 # module can be tested on its own; -rdynamic lets test plugins link back.
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(call obj,$(UNIT_HELPERS) $(COMMON_SRC)) $(LIB_A)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $< $(call obj,$(UNIT_HELPERS) $(COMMON_SRC)) $(LIB_A) $(LIBS) $(CMOCKA_LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -rdynamic -o $@ $< $(call obj,$(UNIT_HELPERS) $(COMMON_SRC)) $(LIB_A) $(LIBS) $(CMOCKA_LIBS)
 
 # Plugins are built the way a third party would: only the public header.
 $(B)/examples/%.so: examples/plugins/%.c include/nbdd/backend.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -shared -o $@ $< $(LDFLAGS)
+	$(call say,PLUGIN,$@)
+	$(Q)$(CC) $(CFLAGS) -shared -o $@ $< $(LDFLAGS)
 
 $(B)/examples/%: examples/programs/%.c $(LIB_SO)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -L$(B) -lnbdd -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS) -lpthread
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< -L$(B) -lnbdd -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS) -lpthread
 
 $(B)/libnbdd.pc: libnbdd.pc.in Makefile
 	@mkdir -p $(B)
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
 # ---- tests ----
 # tests/run prints one line per test and closes with "N passed, N failed".
