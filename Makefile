@@ -82,6 +82,9 @@ PROGS    := $(patsubst examples/programs/%.c,$(B)/examples/%,$(EXAMPLE_PROGS))
 # and friends against the same copy.
 LINK_LIB := -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive -rdynamic
 
+# Keep test objects: they are intermediate files of pattern rules.
+.SECONDARY:
+
 .PHONY: all lib check check-unit check-interop check-vm check-asan demo deps \
 	install uninstall clean fuzz bench format
 
