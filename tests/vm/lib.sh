@@ -239,6 +239,7 @@ nbdd_attach() { # spec [/dev/nbdX]
 	esac
 	on_exit _lib_nbdd_detach "$NBD_DEV"
 	wait_for_dev "$NBD_DEV"
+	log "nbdctl attach $*: $NBD_DEV"
 }
 
 _lib_nbdd_detach() {
@@ -248,6 +249,7 @@ _lib_nbdd_detach() {
 nbdd_detach() { # /dev/nbdX
 	nbdctl detach "$1"
 	wait_for_disconnect "$1"
+	log "nbdctl detach $1: done"
 }
 
 # ---- workloads ----
