@@ -44,6 +44,12 @@ static int on_event(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
+/* Multicast messages carry no sequence number of ours: accept them all. */
+static int any_seq(struct nl_msg *msg, void *arg)
+{
+	return NL_OK;
+}
+
 static int events_join(struct nbdd_kernel_events *ev)
 {
 	const struct knl_family *f;
@@ -80,8 +86,6 @@ NBDD_EXPORT int nbdd_kernel_events_open(struct nbdd_kernel_events **out)
 	ev->cb = nl_cb_alloc(NL_CB_DEFAULT);
 	if (!ev->sk || !ev->cb)
 		goto fail;
-	/* Events carry no sequence numbers of ours. */
-	nl_socket_disable_seq_check(ev->sk);
 	r = genl_connect(ev->sk);
 	if (r < 0) {
 		r = set_error(-EIO, "cannot open a generic netlink socket: %s",
@@ -92,7 +96,7 @@ NBDD_EXPORT int nbdd_kernel_events_open(struct nbdd_kernel_events **out)
 	if (r < 0)
 		goto fail;
 	nl_socket_set_nonblocking(ev->sk);
-	nl_cb_set(ev->cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, NULL, NULL);
+	nl_cb_set(ev->cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, any_seq, NULL);
 	nl_cb_set(ev->cb, NL_CB_VALID, NL_CB_CUSTOM, on_event, ev);
 	*out = ev;
 	return 0;
