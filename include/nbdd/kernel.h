@@ -90,6 +90,13 @@ int nbdd_kernel_list(struct nbdd_kernel_device **out, size_t *count);
  */
 int nbdd_kernel_disconnect(int index);
 
+/*
+ * 1 when something holds the device exclusively (a mounted filesystem,
+ * LVM, dm), 0 when not. Opens /dev/nbdINDEX for a moment: ask only about
+ * connected devices, or the open itself makes udev probe an empty disk.
+ */
+int nbdd_kernel_device_in_use(int index);
+
 /* sysfs, one value each; -ENOENT when the attribute is absent. */
 int nbdd_sysfs_size(int index, uint64_t *bytes);
 int nbdd_sysfs_block_size(int index, uint32_t *bytes);

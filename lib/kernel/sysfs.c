@@ -227,6 +227,24 @@ NBDD_EXPORT int nbdd_kernel_disconnect(int index)
 	return r;
 }
 
+NBDD_EXPORT int nbdd_kernel_device_in_use(int index)
+{
+	char path[32];
+	int fd;
+
+	clear_error();
+	snprintf(path, sizeof(path), "/dev/nbd%d", index);
+	/* An exclusive open fails while a filesystem or dm holds the disk. */
+	fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno == EBUSY)
+		return 1;
+	return set_error(-errno, "%s: %s", path, strerror(errno));
+}
+
 /* ---- features ---- */
 
 static pthread_once_t release_once = PTHREAD_ONCE_INIT;
