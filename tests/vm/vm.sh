@@ -149,18 +149,23 @@ vm_test_limit() { # script default
 }
 
 # Describe the job for guest-init: shell assignments it sources. The
-# caller adds VM_ARGS and VM_LIMIT(S).
-vm_write_job() { # results mode
-	local b
+# caller adds VM_ARGS and VM_LIMIT(S); EXTRA are more paths it needs.
+vm_write_job() { # results mode [extra-paths...]
+	local results=$1 mode=$2 b bin ctl cwd keep
+	shift 2
 	b=$(vm_build_dir)
+	bin=$(realpath -m "${NBDD_BIN:-$b/nbdd}")
+	ctl=$(realpath -m "${NBDCTL_BIN:-$b/nbdctl}")
+	cwd=${VM_CWD:-$NBDD_TOP}
+	mapfile -t keep < <(vm_keep_paths "$NBDD_TOP" "$b" "$cwd" \
+		"$(dirname "$bin")" "$(dirname "$ctl")" "$@")
 	{
-		printf 'VM_MODE=%q\n' "$2"
-		printf 'VM_CWD=%q\n' "${VM_CWD:-$NBDD_TOP}"
+		printf 'VM_MODE=%q\n' "$mode"
+		printf 'VM_CWD=%q\n' "$cwd"
+		vm_job_array VM_KEEP "${keep[@]}"
 		printf 'export NBDD_TOP=%q B=%q\n' "$NBDD_TOP" "$b"
-		printf 'export NBDD_BIN=%q NBDCTL_BIN=%q\n' \
-			"$(realpath -m "${NBDD_BIN:-$b/nbdd}")" \
-			"$(realpath -m "${NBDCTL_BIN:-$b/nbdctl}")"
-	} >"$1/job"
+		printf 'export NBDD_BIN=%q NBDCTL_BIN=%q\n' "$bin" "$ctl"
+	} >"$results/job"
 }
 
 # A bash array assignment for the job file.
@@ -172,22 +177,41 @@ vm_job_array() { # name values...
 	printf ')\n'
 }
 
-# Whether the guest sees PATH as the host does: its /tmp and /run are its
-# own tmpfs, which hide the host's, and the kernel command line and job
-# file cannot carry spaces safely.
+# Whether the guest can see PATH as the host does: its /run is its own
+# tmpfs, which hides the host's. (Its /tmp is a tmpfs too, but the paths
+# under /tmp a job needs are bind-mounted back: see vm_keep_paths.)
 vm_visible() { # path
 	case $1 in
-	*[[:space:]]*) return 1 ;;
-	/tmp | /tmp/* | /run | /run/*) return 1 ;;
+	/run | /run/*) return 1 ;;
 	esac
 }
 
 vm_check_paths() { # paths...
 	local p
-	for p in "$NBDD_TOP" "$(vm_build_dir)" "$@"; do
-		vm_visible "$p" ||
-			vm_die "$p is not visible in the guest (no spaces, not under /tmp or /run)"
+	# These go on the kernel command line and into qemu's options.
+	for p in "$NBDD_TOP" "$(vm_build_dir)"; do
+		case $p in
+		*[[:space:],]*) vm_die "$p: the VM cannot use a path with spaces or commas" ;;
+		esac
 	done
+	for p in "$NBDD_TOP" "$(vm_build_dir)" "$@"; do
+		vm_visible "$p" || vm_die "$p is not visible in the guest (its /run is a tmpfs)"
+	done
+}
+
+# Of the PATHs, those under /tmp, less any inside another: guest-init
+# bind-mounts them over its own tmpfs /tmp, so a tree checked out under
+# /tmp (a CI clone, say) works the same.
+vm_keep_paths() { # paths...
+	local p k kept=()
+	while IFS= read -r p; do # sorted: parents come first
+		case $p in /tmp | /tmp/*) ;; *) continue ;; esac
+		for k in "${kept[@]}"; do
+			case $p in "$k" | "$k"/*) continue 2 ;; esac
+		done
+		kept+=("$p")
+	done < <(printf '%s\n' "$@" | sort -u)
+	[ ${#kept[@]} -eq 0 ] || printf '%s\n' "${kept[@]}"
 }
 
 # Boot the VM on a prepared results directory and wait for it to power off.
