@@ -467,6 +467,17 @@ static int serve_one(struct conn *c, const struct nbd_request *r)
 	uint64_t plen = nbd_request_payload_len(r, c->xp.extended);
 	uint32_t err = nbd_check_request(&c->xp, r);
 
+	/*
+	 * A 64-bit payload length beyond our limit cannot be drained in any
+	 * sensible time; the spec asks for a hard disconnect here.
+	 */
+	if (c->xp.extended && plen > c->xp.max_payload) {
+		log_warning("%s: %s with a %llu-byte payload is over the "
+			    "%u-byte limit: disconnecting",
+			    nbdd_export_name(c->e), nbd_cmd_name(r->type),
+			    (unsigned long long)plen, c->xp.max_payload);
+		return -EPROTO;
+	}
 	atomic_fetch_add(&c->in_flight, 1);
 	if (err) {
 		if (nbdd_log_enabled(NBDD_LOG_DEBUG))
@@ -513,6 +524,8 @@ int conn_run(struct conn *c)
 	flush_batch(c);
 	if (atomic_load(&c->dirty) && (c->e->caps & NBDD_CAP_FLUSH))
 		export_flush(c->e);
+	/* The peer learns at once that we are done, whenever we free. */
+	shutdown(c->fd, SHUT_RDWR);
 	if (ret == -ECONNRESET || atomic_load(&c->shut))
 		ret = 0;
 	return ret;
