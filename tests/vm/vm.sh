@@ -214,6 +214,15 @@ vm_keep_paths() { # paths...
 	[ ${#kept[@]} -eq 0 ] || printf '%s\n' "${kept[@]}"
 }
 
+# Stop the VM of a results directory if it still runs: for an EXIT trap.
+vm_stop() { # results
+	local pid
+	pid=$(cat "$1/qemu.pid" 2>/dev/null) || return 0
+	# The pid file may be stale: make sure it is still that qemu.
+	grep -qF "$1/console.log" "/proc/$pid/cmdline" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+}
+
 # Boot the VM on a prepared results directory and wait for it to power off.
 # The console goes to results/console.log. Returns qemu's status (124 on
 # timeout); the job's own status is in results/exit-code.
@@ -228,10 +237,12 @@ vm_boot() { # results timeout-seconds
 	# TCG: KVM hangs or aborts on these machines. -nodefaults: no NIC (tests
 	# use Unix sockets and loopback), no VGA, floppy or CD-ROM; the serial
 	# console goes to a file, which keeps qemu off the terminal.
-	timeout --kill-after=10 "$limit" qemu-system-x86_64 \
+	# --foreground keeps qemu in our process group, so whoever stops us
+	# (tests/run's own timeout, ^C) stops the VM too.
+	timeout --foreground --kill-after=10 "$limit" qemu-system-x86_64 \
 		-accel tcg -cpu max -smp "${NBDD_VM_SMP:-2}" -m "${NBDD_VM_MEM:-2G}" \
 		-nographic -no-reboot -nodefaults \
-		-serial "file:$results/console.log" \
+		-serial "file:$results/console.log" -pidfile "$results/qemu.pid" \
 		-kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
 		-append "console=ttyS0 quiet panic=-1 nbddvm.init=$VM_DIR/guest-init" \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
