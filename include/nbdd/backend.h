@@ -170,9 +170,20 @@ int nbdd_extents_add(struct nbdd_extents *out, uint64_t offset,
  */
 int nbdd_parse_size(const char *text, uint64_t *out);
 
-/* A plugin declares its table with this, at file scope. */
+/*
+ * A plugin declares its table with this, at file scope. The prototype
+ * keeps -Wmissing-prototypes quiet; C linkage lets dlsym() find it from
+ * a C++ plugin too.
+ */
+#ifdef __cplusplus
+#define NBDD_BACKEND_LINKAGE extern "C"
+#else
+#define NBDD_BACKEND_LINKAGE
+#endif
 #define NBDD_BACKEND_REGISTER(table)                                     \
-	__attribute__((visibility("default")))                           \
+	NBDD_BACKEND_LINKAGE const struct nbdd_backend *                 \
+	nbdd_backend_v1(void);                                           \
+	NBDD_BACKEND_LINKAGE __attribute__((visibility("default")))      \
 	const struct nbdd_backend *nbdd_backend_v1(void)                 \
 	{                                                                \
 		return &(table);                                         \
