@@ -79,12 +79,13 @@ trap 'exit 130' INT
 
 # ---- waiting ----
 
-# Poll COMMAND every 0.1 s until it succeeds; fail after SECONDS.
+# Poll COMMAND every 0.1 s until it succeeds; fail after SECONDS. Its
+# stdout is dropped, its stderr kept (a `fail` inside it must be seen).
 wait_until() { # seconds description command...
 	local limit=$1 what=$2 deadline
 	shift 2
 	deadline=$((SECONDS + limit))
-	until "$@" >/dev/null 2>&1; do
+	until "$@" >/dev/null; do
 		[ $SECONDS -lt $deadline ] || fail "timed out after ${limit}s waiting for $what"
 		sleep 0.1
 	done
@@ -92,7 +93,7 @@ wait_until() { # seconds description command...
 
 _lib_dev_ready() { # /dev/nbdX
 	local sys=/sys/block/${1#/dev/}
-	[ -b "$1" ] && [ -e "$sys/pid" ] && [ "$(cat "$sys/size")" -gt 0 ]
+	[ -b "$1" ] && [ -e "$sys/pid" ] && [ "$(cat "$sys/size" 2>/dev/null || echo 0)" -gt 0 ]
 }
 
 # Wait until an nbd device is connected with a non-zero size and udev has
@@ -118,9 +119,12 @@ spawn() { # name command...
 	shift
 	"$@" >"$TMPDIR/$name.log" 2>&1 &
 	SPAWNED_PID=$!
-	on_exit stop_pid "$SPAWNED_PID" "$name"
+	on_exit _lib_stop_at_exit "$SPAWNED_PID" "$name"
 	log "started $name (pid $SPAWNED_PID): $*"
 }
+
+# At exit the status no longer matters: the test checked it, or failed.
+_lib_stop_at_exit() { stop_pid "$@" || true; }
 
 # SIGTERM, then SIGKILL after 10 s. Returns the process's exit status
 # (0 if it had already been reaped).
