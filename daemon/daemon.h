@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * nbdd, the daemon: what its modules share.
+ *
+ *   main.c      options, start-up order, shutdown order
+ *   log.c       stderr sink with journald priority prefixes
+ *   loop.c      the one epoll loop every socket and signal goes through
+ *   signals.c   SIGTERM/SIGINT/SIGHUP as signalfd events
+ *   harden.c    oom_score_adj, mlockall, PR_SET_IO_FLUSHER
+ *   control.c   the control socket: listener, clients, framing, deadlines
+ *   commands.c  one request -> one reply, permissions checked
+ *   worker.c    a thread for the slow calls (attach, detach)
+ *   mappings.c  the table of kernel mappings
+ *   state.c     /run/nbdd/mappings.json, written on every change
+ *   exports.c   network exports and their listeners
+ *
+ * Threads: the loop thread owns every socket, the control clients and the
+ * epoll set; the worker thread only makes blocking library calls and
+ * hands results back (worker.c). The mapping table has its own lock so
+ * `list` never waits for an attach in progress.
+ */
+#ifndef NBDD_DAEMON_H
+#define NBDD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include <nbdd/nbdd.h>
+
+#include "../common/control.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- log.c ---- */
+
+void log_setup(int max_level);
+int log_level_parse(const char *name);
+void dlog(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define log_err(...)     dlog(NBDD_LOG_ERR, __VA_ARGS__)
+#define log_warning(...) dlog(NBDD_LOG_WARNING, __VA_ARGS__)
+#define log_notice(...)  dlog(NBDD_LOG_NOTICE, __VA_ARGS__)
+#define log_info(...)    dlog(NBDD_LOG_INFO, __VA_ARGS__)
+#define log_debug(...)   dlog(NBDD_LOG_DEBUG, __VA_ARGS__)
+/* The library's message if it left one, else strerror(-err). */
+const char *lib_error(int err);
+
+/* ---- loop.c ---- */
+
+struct loop_source;
+typedef void (*loop_fn)(struct loop_source *src, uint32_t events);
+
+/* Embedded in whatever owns the fd; that owner removes it before free. */
+struct loop_source {
+	int fd;
+	uint32_t events;
+	loop_fn fn;
+	void *opaque;
+};
+
+int loop_init(void);
+void loop_free(void);
+int loop_add(struct loop_source *s, int fd, uint32_t events, loop_fn fn,
+	     void *opaque);
+int loop_modify(struct loop_source *s, uint32_t events);
+void loop_remove(struct loop_source *s);
+/* Wait up to @timeout_ms (-1: no limit) and dispatch what is ready. */
+int loop_dispatch(int timeout_ms);
+void loop_quit(void);
+bool loop_quitting(void);
+
+/* ---- signals.c ---- */
+
+/* Block the signals for every thread created later, then watch them. */
+int signals_block(void);
+int signals_watch(void);
+void signals_free(void);
+
+/* ---- harden.c ---- */
+
+void harden_process(bool mlock);
+
+/* ---- worker.c ---- */
+
+struct job {
+	void (*run)(struct job *j);  /* on the worker thread: may block */
+	void (*done)(struct job *j); /* on the loop thread; frees the job */
+	struct job *next;
+};
+
+int worker_start(void);
+void worker_submit(struct job *j);
+/* Run what is queued, join the thread, then every pending done(). */
+void worker_stop(void);
+
+/* ---- control.c ---- */
+
+struct control_options {
+	const char *path;
+	const char *group; /* NULL: root only */
+	unsigned max_clients;
+};
+
+int control_open(const struct control_options *o);
+void control_close(void);
+/* Stop accepting (shutdown begins); clients stay until control_close(). */
+void control_stop_listening(void);
+/* A deferred reply for a client that may have gone meanwhile. */
+void control_reply(uint64_t client_id, json_object *reply);
+/* Milliseconds until the next client deadline (-1: none); expire due. */
+int control_expire(void);
+unsigned control_client_count(void);
+
+/* ---- commands.c ---- */
+
+/* A reply, or NULL when one will follow through control_reply(). */
+json_object *command_run(const struct ctl_request *req, uint64_t client_id);
+
+/* ---- mappings.c ---- */
+
+int mappings_init(const char *state_path);
+json_object *mappings_attach(const struct ctl_request *req,
+			     uint64_t client_id);
+json_object *mappings_detach(const struct ctl_request *req,
+			     uint64_t client_id);
+json_object *mappings_list(void);
+json_object *mappings_status(const struct ctl_request *req);
+/* Detach everything (shutdown); 0 or the first error. */
+int mappings_shutdown(void);
+unsigned mappings_count(void);
+/* Rewrite the state file (SIGHUP: it may have been removed). */
+void mappings_save(void);
+
+/* ---- state.c ---- */
+
+int state_write(const char *path, json_object *state);
+/* What a previous daemon left behind, logged (adoption comes later). */
+void state_check_previous(const char *path);
+void state_remove(const char *path);
+
+/* ---- exports.c ---- */
+
+struct export_arg {
+	const char *name;
+	const char *spec;
+	bool readonly;
+};
+
+struct exports_options {
+	const char **listen;
+	size_t nlisten;
+	struct export_arg *exports;
+	size_t nexports;
+	unsigned max_clients;
+	unsigned handshake_timeout;
+};
+
+int exports_open(const struct exports_options *o);
+void exports_stop_listening(void);
+/* Resume paused listeners; milliseconds until the next one (-1: none). */
+int exports_expire(void);
+void exports_close(void);
+json_object *exports_list(void);
+
+#endif /* NBDD_DAEMON_H */

@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * nbdd: serve backends as /dev/nbdX (through nbdctl) and, with --listen,
+ * to NBD clients. Runs in the foreground, logs to stderr: made to be a
+ * systemd service (Type=notify works; Type=simple too).
+ *
+ * Start-up order matters: signals are blocked before any thread exists,
+ * the control socket is claimed before the state file is touched (a
+ * second daemon must fail without disturbing the first), and readiness
+ * is announced only once everything listens.
+ * Shutdown (SIGTERM/SIGINT): stop accepting, drop control clients, let
+ * the worker finish, detach every mapping, disconnect network clients.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+#define MAX_LISTEN 16
+#define MAX_EXPORTS 64
+
+struct options {
+	struct control_options control;
+	struct exports_options net;
+	const char *listen[MAX_LISTEN];
+	struct export_arg exports[MAX_EXPORTS];
+	const char *config_dir;
+	const char *pidfile;
+	char state_file[PATH_MAX];
+	int log_level;
+	bool mlock;
+};
+
+enum {
+	OPT_CONTROL = 256,
+	OPT_LISTEN,
+	OPT_EXPORT,
+	OPT_EXPORT_RO,
+	OPT_CONFIG_DIR,
+	OPT_CONTROL_GROUP,
+	OPT_MAX_CLIENTS,
+	OPT_HANDSHAKE_TIMEOUT,
+	OPT_LOG_LEVEL,
+	OPT_PIDFILE,
+	OPT_STATE_FILE,
+	OPT_NO_MLOCK,
+};
+
+static const struct option long_options[] = {
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "export", required_argument, NULL, OPT_EXPORT },
+	{ "export-ro", required_argument, NULL, OPT_EXPORT_RO },
+	{ "config-dir", required_argument, NULL, OPT_CONFIG_DIR },
+	{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
+	{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+	{ "state-file", required_argument, NULL, OPT_STATE_FILE },
+	{ "no-mlock", no_argument, NULL, OPT_NO_MLOCK },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: nbdd [OPTION]...\n"
+		"Serve storage backends as /dev/nbdX (attached with nbdctl) "
+		"and to NBD clients.\n"
+		"\n"
+		"  --control PATH           control socket (default %s)\n"
+		"  --control-group GROUP    members may attach and detach\n"
+		"  --state-file PATH        mappings state (default: next to "
+		"the control socket)\n"
+		"  --listen ADDR            serve exports on unix:PATH, "
+		"tcp:HOST:PORT or tcp:PORT\n"
+		"                           (127.0.0.1); repeatable; off "
+		"unless given\n"
+		"  --export NAME=SPEC       a network export; repeatable\n"
+		"  --export-ro NAME=SPEC    the same, read-only\n"
+		"  --config-dir DIR         NAME specs come from "
+		"DIR/backends.d/NAME.conf\n"
+		"                           (default /etc/nbdd)\n"
+		"  --max-clients N          network clients at once "
+		"(default 1024)\n"
+		"  --handshake-timeout S    seconds for a client's handshake "
+		"(default 10)\n"
+		"  --log-level LEVEL        err, warning, notice (default), "
+		"info, debug\n"
+		"  --pidfile PATH           write the pid there\n"
+		"  --no-mlock               do not lock the daemon's memory\n"
+		"  -h, --help               this text\n"
+		"  -V, --version            the version\n"
+		"\n"
+		"SIGTERM or SIGINT detaches every device and exits. See "
+		"nbdd(8).\n",
+		CTL_DEFAULT_PATH);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+bad_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("nbdd: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see nbdd --help)\n", stderr);
+	exit(2);
+}
+
+static unsigned parse_count(const char *opt, const char *arg,
+			    unsigned long max)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || arg[0] == '-' || v < 1 || v > max)
+		bad_usage("%s %s: expected a number from 1 to %lu", opt, arg,
+			  max);
+	return (unsigned)v;
+}
+
+static void add_export(struct options *o, const char *arg, bool readonly)
+{
+	const char *eq = strchr(arg, '=');
+	struct export_arg *x;
+	char *name;
+
+	if (!eq || eq == arg || !eq[1])
+		bad_usage("--export%s %s: expected NAME=SPEC",
+			  readonly ? "-ro" : "", arg);
+	if (o->net.nexports >= MAX_EXPORTS)
+		bad_usage("more than %d exports", MAX_EXPORTS);
+	name = strndup(arg, (size_t)(eq - arg));
+	if (!name)
+		bad_usage("out of memory");
+	x = &o->exports[o->net.nexports++];
+	x->name = name;
+	x->spec = eq + 1;
+	x->readonly = readonly;
+}
+
+static void default_state_file(struct options *o)
+{
+	char dir[PATH_MAX];
+
+	if (o->state_file[0])
+		return;
+	snprintf(dir, sizeof(dir), "%s", o->control.path);
+	snprintf(o->state_file, sizeof(o->state_file), "%s/mappings.json",
+		 dirname(dir));
+}
+
+static void parse_option(struct options *o, int c, const char *arg)
+{
+	switch (c) {
+	case OPT_CONTROL:
+		o->control.path = arg;
+		break;
+	case OPT_LISTEN:
+		if (o->net.nlisten >= MAX_LISTEN)
+			bad_usage("more than %d --listen", MAX_LISTEN);
+		o->listen[o->net.nlisten++] = arg;
+		break;
+	case OPT_EXPORT:
+	case OPT_EXPORT_RO:
+		add_export(o, arg, c == OPT_EXPORT_RO);
+		break;
+	case OPT_CONFIG_DIR:
+		o->config_dir = arg;
+		break;
+	case OPT_CONTROL_GROUP:
+		o->control.group = arg;
+		break;
+	case OPT_MAX_CLIENTS:
+		o->net.max_clients = parse_count("--max-clients", arg, 1000000);
+		break;
+	case OPT_HANDSHAKE_TIMEOUT:
+		o->net.handshake_timeout =
+			parse_count("--handshake-timeout", arg, 3600);
+		break;
+	case OPT_LOG_LEVEL:
+		o->log_level = log_level_parse(arg);
+		if (o->log_level < 0)
+			bad_usage("--log-level %s: use err, warning, notice, "
+				  "info or debug", arg);
+		break;
+	case OPT_PIDFILE:
+		o->pidfile = arg;
+		break;
+	case OPT_STATE_FILE:
+		if (strlen(arg) >= sizeof(o->state_file))
+			bad_usage("--state-file: path too long");
+		snprintf(o->state_file, sizeof(o->state_file), "%s", arg);
+		break;
+	case OPT_NO_MLOCK:
+		o->mlock = false;
+		break;
+	case 'h':
+		usage(stdout);
+		exit(0);
+	case 'V':
+		printf("nbdd %s\n", NBDD_VERSION_STRING);
+		exit(0);
+	default:
+		fputs("See nbdd --help.\n", stderr);
+		exit(2);
+	}
+}
+
+static void parse_options(struct options *o, int argc, char **argv)
+{
+	int c;
+
+	o->control.path = CTL_DEFAULT_PATH;
+	o->log_level = NBDD_LOG_NOTICE;
+	o->mlock = true;
+	while ((c = getopt_long(argc, argv, "hV", long_options, NULL)) != -1)
+		parse_option(o, c, optarg);
+	if (optind < argc)
+		bad_usage("unexpected argument '%s'", argv[optind]);
+	if (o->net.nexports && !o->net.nlisten)
+		bad_usage("--export needs --listen: exports are only served "
+			  "to network clients");
+	if (strlen(o->control.path) >=
+	    sizeof(((struct sockaddr_un *)0)->sun_path))
+		bad_usage("--control %s: path too long for a Unix socket",
+			  o->control.path);
+	o->net.listen = o->listen;
+	o->net.exports = o->exports;
+	default_state_file(o);
+}
+
+/* ---- readiness and pid file ---- */
+
+/* systemd's readiness protocol, without linking libsystemd. */
+static void sd_notify_msg(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, strlen(path));
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   len) < 0)
+		log_debug("NOTIFY_SOCKET: %s", strerror(errno));
+	close(fd);
+}
+
+static int write_pidfile(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		log_err("--pidfile %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		log_err("--pidfile %s: %s", path, strerror(errno));
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+/* ---- run ---- */
+
+static int min_timeout(int a, int b)
+{
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return a < b ? a : b;
+}
+
+static int run_loop(void)
+{
+	int r;
+
+	while (!loop_quitting()) {
+		r = loop_dispatch(min_timeout(control_expire(),
+					      exports_expire()));
+		if (r < 0) {
+			log_err("event loop: %s", strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int start(struct options *o)
+{
+	int r;
+
+	harden_process(o->mlock);
+	if (o->config_dir) {
+		char dir[PATH_MAX];
+
+		snprintf(dir, sizeof(dir), "%s/backends.d", o->config_dir);
+		nbdd_set_config_dir(dir);
+	}
+	r = loop_init();
+	if (r == 0)
+		r = signals_watch();
+	if (r < 0) {
+		log_err("start-up: %s", strerror(-r));
+		return r;
+	}
+	r = control_open(&o->control);
+	if (r == 0)
+		r = mappings_init(o->state_file);
+	if (r == 0)
+		r = exports_open(&o->net);
+	if (r == 0)
+		r = worker_start();
+	if (r == 0 && o->pidfile)
+		r = write_pidfile(o->pidfile);
+	return r;
+}
+
+/* Also the path out of a failed start: each step undoes only its own. */
+static int stop(const struct options *o)
+{
+	int r;
+
+	sd_notify_msg("STOPPING=1");
+	control_stop_listening();
+	exports_stop_listening();
+	control_close();
+	worker_stop();
+	r = mappings_shutdown();
+	exports_close();
+	signals_free();
+	loop_free();
+	if (o->pidfile)
+		unlink(o->pidfile);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	size_t i;
+	int r;
+
+	parse_options(&o, argc, argv);
+	log_setup(o.log_level);
+	r = signals_block();
+	if (r < 0) {
+		log_err("signals: %s", strerror(-r));
+		return 1;
+	}
+	r = start(&o);
+	if (r == 0) {
+		log_notice("nbdd %s ready (control %s)", NBDD_VERSION_STRING,
+			   o.control.path);
+		sd_notify_msg("READY=1");
+		r = run_loop();
+	}
+	if (stop(&o) < 0 && r == 0)
+		r = -EIO;
+	for (i = 0; i < o.net.nexports; i++)
+		free((char *)o.exports[i].name);
+	if (r == 0)
+		log_notice("exiting");
+	return r < 0 ? 1 : 0;
+}
