@@ -112,9 +112,17 @@ $(NBDD): $(call obj,$(DAEMON_SRC) $(COMMON_SRC)) $(LIB_A)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(call obj,$(DAEMON_SRC) $(COMMON_SRC)) $(LINK_LIB) $(LIBS)
 
-$(NBDCTL): $(call obj,$(CTL_SRC) $(COMMON_SRC)) $(LIB_A)
+# nbdctl's objects cannot go to $(B)/nbdctl/: that path is the program.
+CTL_OBJ := $(patsubst nbdctl/%.c,$(B)/nbdctl-obj/%.o,$(CTL_SRC))
+
+$(B)/nbdctl-obj/%.o: nbdctl/%.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(NBDCTL): $(CTL_OBJ) $(call obj,$(COMMON_SRC)) $(LIB_A)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(call obj,$(CTL_SRC) $(COMMON_SRC)) $(LINK_LIB) $(LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CTL_OBJ) $(call obj,$(COMMON_SRC)) $(LINK_LIB) $(LIBS)
 
 # Unit tests pull from the archive only the objects they use, so each
 # module can be tested on its own; -rdynamic lets test plugins link back.
