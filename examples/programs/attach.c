@@ -3,12 +3,19 @@
  * attach: serve a backend as /dev/nbdX from your own program.
  *
  *   attach [-c CONNS] [-b BLOCK] [-i INDEX] [-d SECONDS] [-r] [-v] [SPEC]
+ *   attach -a INDEX [-k] [-d SECONDS] [SPEC]
  *
  * With a SPEC ("memory:size=256M", "file:path=/srv/a.img", ...) it opens
  * that backend; without one it serves the small RAM disk defined below,
  * the way a program brings its own storage. It prints the device on
  * stdout, serves until SIGINT or SIGTERM (or until someone disconnects
  * the device), then detaches and prints per-connection statistics.
+ *
+ * Surviving a restart: with -d SECONDS the kernel holds I/O that long
+ * when the server goes away. -k leaves the device to a successor on a
+ * signal instead of detaching, and -a INDEX is that successor: it takes
+ * over /dev/nbdINDEX (nbdd_mapping_adopt()) -- also after a crash, if
+ * SPEC names storage that outlives the process (a file).
  *
  * Needs root (CAP_SYS_ADMIN for the nbd netlink family). Uses only the
  * public headers and libnbdd.so.
@@ -129,32 +136,42 @@ static void log_to_stderr(void *opaque, int level, const char *msg)
 	fprintf(stderr, "attach: %s\n", msg);
 }
 
+struct args {
+	struct nbdd_attach_options o;
+	const char *spec;
+	int level;
+	int adopt;   /* index to take over, or -1 */
+	bool keep;   /* on a signal, leave the device to a successor */
+};
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: attach [-c CONNS] [-b BLOCK] [-i INDEX] "
-		"[-d DEAD_CONN_SECONDS] [-r] [-v] [SPEC]\n");
+		"[-d DEAD_CONN_SECONDS] [-r] [-k] [-v] [SPEC]\n"
+		"       attach -a INDEX [-k] [-d DEAD_CONN_SECONDS] [SPEC]\n");
 	exit(2);
 }
 
-static void parse_args(int argc, char **argv, struct nbdd_attach_options *o,
-		       const char **spec, int *level)
+static void parse_args(int argc, char **argv, struct args *a)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "c:b:i:d:rvh")) != -1) {
+	while ((c = getopt(argc, argv, "a:c:b:i:d:krvh")) != -1) {
 		switch (c) {
-		case 'c': o->connections = (unsigned)atoi(optarg); break;
-		case 'b': o->block_size = (uint32_t)atoi(optarg); break;
-		case 'i': o->index = atoi(optarg); break;
-		case 'd': o->dead_conn_timeout = (uint32_t)atoi(optarg); break;
-		case 'r': o->readonly = true; break;
-		case 'v': *level = NBDD_LOG_DEBUG; break;
+		case 'a': a->adopt = atoi(optarg); break;
+		case 'c': a->o.connections = (unsigned)atoi(optarg); break;
+		case 'b': a->o.block_size = (uint32_t)atoi(optarg); break;
+		case 'i': a->o.index = atoi(optarg); break;
+		case 'd': a->o.dead_conn_timeout = (uint32_t)atoi(optarg); break;
+		case 'k': a->keep = true; break;
+		case 'r': a->o.readonly = true; break;
+		case 'v': a->level = NBDD_LOG_DEBUG; break;
 		default: usage();
 		}
 	}
 	if (optind < argc - 1)
 		usage();
-	*spec = optind < argc ? argv[optind] : NULL;
+	a->spec = optind < argc ? argv[optind] : NULL;
 }
 
 static int open_export(const char *spec, struct nbdd_export **e)
@@ -166,7 +183,10 @@ static int open_export(const char *spec, struct nbdd_export **e)
 	return nbdd_export_new(&ramdisk, &size, 1, NULL, e);
 }
 
-/* Serve until a signal, or until the kernel ends every connection. */
+/*
+ * Serve until a signal (returns 1) or until the kernel ends every
+ * connection (returns 0).
+ */
 static int serve(struct nbdd_mapping *m, int sfd)
 {
 	struct pollfd p[2] = {
@@ -181,9 +201,9 @@ static int serve(struct nbdd_mapping *m, int sfd)
 			return -errno;
 		if ((p[0].revents & POLLIN) &&
 		    read(sfd, &si, sizeof(si)) == sizeof(si)) {
-			fprintf(stderr, "attach: %s, detaching\n",
+			fprintf(stderr, "attach: %s\n",
 				strsignal((int)si.ssi_signo));
-			return 0;
+			return 1;
 		}
 		if ((p[1].revents & POLLIN) &&
 		    read(p[1].fd, &n, sizeof(n)) == sizeof(n) &&
@@ -214,17 +234,32 @@ static void print_stats(struct nbdd_mapping *m, int index)
 	}
 }
 
+static int start(struct args *a, struct nbdd_mapping **m)
+{
+	struct nbdd_export *e;
+	int r;
+
+	if (open_export(a->spec, &e) < 0)
+		return -1;
+	if (a->adopt >= 0)
+		r = nbdd_mapping_adopt(e, a->adopt, &a->o, m);
+	else
+		r = nbdd_attach(e, &a->o, m);
+	nbdd_export_unref(e); /* the mapping holds its own reference */
+	return r;
+}
+
 int main(int argc, char **argv)
 {
-	struct nbdd_attach_options o = { .index = -1 };
-	int level = NBDD_LOG_NOTICE, sfd, index, r;
+	struct args a = {
+		.o = { .index = -1 }, .level = NBDD_LOG_NOTICE, .adopt = -1,
+	};
 	struct nbdd_mapping *m;
-	struct nbdd_export *e;
-	const char *spec;
+	int sfd, index, r;
 	sigset_t sigs;
 
-	parse_args(argc, argv, &o, &spec, &level);
-	nbdd_set_log(log_to_stderr, NULL, level);
+	parse_args(argc, argv, &a);
+	nbdd_set_log(log_to_stderr, NULL, a.level);
 	/* Blocked before any thread starts, so only signalfd sees them. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -235,13 +270,7 @@ int main(int argc, char **argv)
 		perror("attach: signalfd");
 		return 1;
 	}
-	if (open_export(spec, &e) < 0) {
-		fprintf(stderr, "attach: %s\n", nbdd_last_error());
-		return 1;
-	}
-	r = nbdd_attach(e, &o, &m);
-	nbdd_export_unref(e); /* the mapping holds its own reference */
-	if (r < 0) {
+	if (start(&a, &m) < 0) {
 		fprintf(stderr, "attach: %s\n", nbdd_last_error());
 		return 1;
 	}
@@ -250,6 +279,12 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	r = serve(m, sfd);
 	print_stats(m, index);
+	if (r == 1 && a.keep) {
+		nbdd_mapping_abandon(m);
+		fprintf(stderr, "attach: left /dev/nbd%d to a successor\n",
+			index);
+		return 0;
+	}
 	if (nbdd_detach(m) < 0 || r < 0) {
 		fprintf(stderr, "attach: detach: %s\n", nbdd_last_error());
 		return 1;

@@ -64,6 +64,14 @@ struct nbdd_mapping {
 	unsigned live;          /* serving threads not yet finished */
 };
 
+/* What to call an export in logs: its name, else its spec or backend. */
+static const char *label(const struct nbdd_export *e)
+{
+	if (e->name && *e->name)
+		return e->name;
+	return e->spec ? e->spec : e->b.name ? e->b.name : "export";
+}
+
 /* ---- life cycle of the pieces ---- */
 
 static void mapping_free(struct nbdd_mapping *m)
@@ -345,7 +353,7 @@ static int do_attach(struct knl *k, struct nbdd_export *e,
 		return r;
 	if (p.size != in.size)
 		log_notice("%s: size %llu is not a multiple of %u; the last "
-			   "%llu bytes are not visible", nbdd_export_name(e),
+			   "%llu bytes are not visible", label(e),
 			   (unsigned long long)in.size, p.block_size,
 			   (unsigned long long)(in.size - p.size));
 	r = mapping_new(e, p.connections, &m);
@@ -377,7 +385,7 @@ static int do_attach(struct knl *k, struct nbdd_export *e,
 		return r;
 	}
 	log_info("%s: attached to /dev/nbd%d (%u connection%s, %u-byte "
-		 "blocks, flags 0x%x)", nbdd_export_name(e), m->index,
+		 "blocks, flags 0x%x)", label(e), m->index,
 		 m->nconns, m->nconns == 1 ? "" : "s", p.block_size,
 		 p.server_flags);
 	*out = m;
@@ -491,7 +499,7 @@ static int do_adopt(struct knl *k, struct nbdd_export *e, int index,
 		return r;
 	}
 	log_info("%s: adopted /dev/nbd%d with %u connection%s",
-		 nbdd_export_name(e), index, m->nconns,
+		 label(e), index, m->nconns,
 		 m->nconns == 1 ? "" : "s");
 	*out = m;
 	return 0;
@@ -568,8 +576,8 @@ NBDD_EXPORT int nbdd_detach(struct nbdd_mapping *m)
 		sync_device(m->index);
 	if (!m->e->readonly && (m->e->caps & NBDD_CAP_FLUSH) &&
 	    (r = export_flush(m->e)) < 0)
-		log_warning("%s: flush before detach: %s",
-			    nbdd_export_name(m->e), strerror(-r));
+		log_warning("%s: flush before detach: %s", label(m->e),
+			    strerror(-r));
 	r = disconnect_device(m->index);
 	if (r < 0)
 		log_warning("/dev/nbd%d: %s; closing our sockets anyway",
