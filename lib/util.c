@@ -125,6 +125,7 @@ NBDD_EXPORT int nbdd_parse_size(const char *text, uint64_t *out)
 	char *end;
 	double frac = 0;
 	unsigned long long whole;
+	uint64_t fpart;
 	unsigned shift = 0;
 
 	if (!text || !*text || *text == '-' || *text == '+')
@@ -134,9 +135,12 @@ NBDD_EXPORT int nbdd_parse_size(const char *text, uint64_t *out)
 	if (errno || end == text)
 		return errno == ERANGE ? -ERANGE : -EINVAL;
 	if (*end == '.') {
+		/* digits only: strtod would also take "e300", "inf", hex */
+		size_t digits = strspn(end + 1, "0123456789");
 		char *fend;
+
 		frac = strtod(end, &fend);
-		if (fend == end + 1)
+		if (!digits || fend != end + 1 + digits)
 			return -EINVAL;
 		end = fend;
 	}
@@ -158,7 +162,10 @@ NBDD_EXPORT int nbdd_parse_size(const char *text, uint64_t *out)
 	}
 	if (shift && whole > (UINT64_MAX >> shift))
 		return -ERANGE;
-	*out = ((uint64_t)whole << shift) +
-	       (uint64_t)(frac * (double)((uint64_t)1 << shift));
+	/* frac is in [0, 1]: ".99999999999999999" rounds up to 1 */
+	fpart = (uint64_t)(frac * (double)((uint64_t)1 << shift));
+	if (fpart > UINT64_MAX - ((uint64_t)whole << shift))
+		return -ERANGE;
+	*out = ((uint64_t)whole << shift) + fpart;
 	return 0;
 }
