@@ -96,7 +96,8 @@ run_in_vm() {
 	say "(no /sys/module/nbd, and modprobe nbd fails: a container, or a kernel"
 	say "without modules). The demo runs inside a small VM instead: Debian's own"
 	say "kernel under qemu, with this machine's files shared read-only, so the"
-	say "same nbdd binaries run there. Booting takes 10-20 s of emulation."
+	say "same nbdd binaries run there. Booting takes about 10 s of emulation"
+	say "on an idle machine, the whole demo about 30 s."
 	exec "$TOP/tests/vm/run-vm" "$TOP/scripts/demo.sh"
 }
 
