@@ -305,16 +305,31 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+/*
+ * EBUSY for a device that no server is bound to (no sysfs pid) means
+ * something holds it open -- typically udev probing it -- and is worth
+ * a few retries; a bound device is simply taken.
+ */
 static int connect_retry(struct knl *k, const struct knl_config *c,
 			 int *index)
 {
 	unsigned delay = CONNECT_BACKOFF_MS;
-	int r, tries;
+	int r, tries, pid;
 
 	for (tries = 1;; tries++) {
 		r = knl_connect(k, c, index);
-		if ((r != -EBUSY && r != -EEXIST) || tries == CONNECT_TRIES)
+		if (r != -EBUSY && r != -EEXIST)
 			return r;
+		if (c->index >= 0 && nbdd_sysfs_pid(c->index, &pid) == 0)
+			return set_error(r, "device /dev/nbd%d is already in "
+					 "use (served by process %d)",
+					 c->index, pid);
+		if (tries == CONNECT_TRIES && c->index < 0)
+			return r; /* netlink.c said it */
+		if (tries == CONNECT_TRIES)
+			return set_error(r, "device /dev/nbd%d is already in "
+					 "use (held open by another program)",
+					 c->index);
 		log_debug("nbd connect: busy (udev probing?), retry %d", tries);
 		sleep_ms(delay);
 		delay = MIN(delay * 2, 1000u);
