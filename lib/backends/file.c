@@ -157,8 +157,10 @@ static int file_probe(struct file *f, const struct stat *st)
 
 	f->blk = S_ISBLK(st->st_mode);
 	if (!f->blk && !S_ISREG(st->st_mode)) {
-		nbdd_backend_error("file: %s is not a regular file or block "
-				   "device", f->path);
+		nbdd_backend_error("file: %s is %s, not a regular file or "
+				   "block device", f->path,
+				   S_ISDIR(st->st_mode) ? "a directory"
+							: "something else");
 		return -EINVAL;
 	}
 	if (f->blk) {
