@@ -73,18 +73,22 @@ static inline int t_flush(void *h, uint32_t f)
 }
 
 static const struct nbdd_backend disk_backend = {
-    NBDD_BACKEND_HEADER, .name = "hsdisk", .open = t_open,
-    .get_size = t_size,	 .pread = t_pread, .pwrite = t_pwrite,
-    .flush = t_flush,
+	NBDD_BACKEND_HEADER,
+	.name = "hsdisk",
+	.open = t_open,
+	.get_size = t_size,
+	.pread = t_pread,
+	.pwrite = t_pwrite,
+	.flush = t_flush,
 };
 
 static const struct nbdd_backend blk_backend = {
-    NBDD_BACKEND_HEADER,
-    .name = "hsblk",
-    .open = t_open,
-    .get_size = t_blk_size,
-    .block_size = t_block_size,
-    .pread = t_pread,
+	NBDD_BACKEND_HEADER,
+	.name = "hsblk",
+	.open = t_open,
+	.get_size = t_blk_size,
+	.block_size = t_block_size,
+	.pread = t_pread,
 };
 
 /* ---- fixture: a server with "disk" (default), "ro" and "blk" ---- */
@@ -113,11 +117,11 @@ static inline struct nbdd_export *add(struct nbdd_server *srv,
 
 static inline struct fx *fx_new(unsigned timeout)
 {
-	struct nbdd_server_options so = {.handshake_timeout = timeout};
-	struct nbdd_export_options disk = {.name = "disk",
-					   .description = "the test disk"};
-	struct nbdd_export_options ro = {.name = "ro", .readonly = true};
-	struct nbdd_export_options blk = {.name = "blk"};
+	struct nbdd_server_options so = { .handshake_timeout = timeout };
+	struct nbdd_export_options disk = { .name = "disk",
+					    .description = "the test disk" };
+	struct nbdd_export_options ro = { .name = "ro", .readonly = true };
+	struct nbdd_export_options blk = { .name = "blk" };
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
