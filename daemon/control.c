@@ -201,6 +201,7 @@ static bool client_read(struct client *c, uint64_t now)
 
 static void client_free(struct client *c)
 {
+	int fd = c->src.fd; /* loop_remove() forgets it */
 	struct client **p;
 
 	for (p = &ctl.clients; *p; p = &(*p)->next)
@@ -209,7 +210,7 @@ static void client_free(struct client *c)
 			break;
 		}
 	loop_remove(&c->src);
-	close(c->src.fd);
+	close(fd);
 	ctl_linebuf_free(&c->in);
 	free(c->out);
 	free(c);
@@ -458,7 +459,7 @@ static int clear_stale(const char *path)
 			strerror(-r));
 		return r;
 	}
-	log_info("removing stale control socket %s", path);
+	log_notice("removing stale control socket %s", path);
 	if (unlink(path) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;

@@ -155,8 +155,12 @@ int exports_open(const struct exports_options *o)
 	};
 	int r;
 
-	if (o->nlisten == 0)
+	if (o->nlisten == 0 && o->nexports == 0)
 		return 0;
+	/* Opened all the same, so a bad spec is reported at start-up. */
+	if (o->nlisten == 0)
+		log_warning("--export without --listen: the exports are not "
+			    "served to anyone");
 	if (o->nexports == 0)
 		log_warning("--listen without --export: clients will find "
 			    "nothing to connect to");

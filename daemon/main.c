@@ -237,9 +237,6 @@ static void parse_options(struct options *o, int argc, char **argv)
 		parse_option(o, c, optarg);
 	if (optind < argc)
 		bad_usage("unexpected argument '%s'", argv[optind]);
-	if (o->net.nexports && !o->net.nlisten)
-		bad_usage("--export needs --listen: exports are only served "
-			  "to network clients");
 	if (strlen(o->control.path) >=
 	    sizeof(((struct sockaddr_un *)0)->sun_path))
 		bad_usage("--control %s: path too long for a Unix socket",

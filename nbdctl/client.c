@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "nbdctl.h"
@@ -19,6 +20,12 @@
 
 static void connect_error(const char *path, int err)
 {
+	struct stat st;
+
+	if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		say_error("cannot connect to nbdd at %s: not a socket", path);
+		return;
+	}
 	switch (-err) {
 	case ENOENT:
 	case ECONNREFUSED:

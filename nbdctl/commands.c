@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nbdd/nbdd.h>
 
@@ -63,15 +64,15 @@ static char *absolute_spec(const char *spec)
 {
 	const char *colon = strchr(spec, ':');
 	size_t head = colon ? (size_t)(colon - spec) : strlen(spec);
-	char path[PATH_MAX], real[PATH_MAX], *out;
+	char cwd[PATH_MAX], *out;
 
-	if (spec[0] == '/' || !memchr(spec, '/', head) || head >= sizeof(path))
+	if (spec[0] == '/' || !memchr(spec, '/', head))
 		return strdup(spec);
-	memcpy(path, spec, head);
-	path[head] = '\0';
-	if (!realpath(path, real))
+	if (!getcwd(cwd, sizeof(cwd)))
 		return strdup(spec); /* the daemon will say what is wrong */
-	if (asprintf(&out, "%s%s", real, colon ? colon : "") < 0)
+	if (strncmp(spec, "./", 2) == 0)
+		spec += 2;
+	if (asprintf(&out, "%s/%s", strcmp(cwd, "/") ? cwd : "", spec) < 0)
 		return NULL;
 	return out;
 }
