@@ -85,8 +85,8 @@ LINK_LIB := -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive -rdynamic
 # Keep test objects: they are intermediate files of pattern rules.
 .SECONDARY:
 
-.PHONY: all lib check check-unit check-interop check-vm check-asan demo deps \
-	install uninstall clean fuzz bench format
+.PHONY: all lib tests check check-unit check-interop check-vm check-asan demo \
+	deps install uninstall clean fuzz bench format
 
 all: lib $(NBDD) $(NBDCTL) $(PLUGINS) $(PROGS) $(B)/libnbdd.pc
 
@@ -151,12 +151,15 @@ $(B)/libnbdd.pc: libnbdd.pc.in Makefile
 deps:
 	scripts/deps.sh install
 
+# The unit test programs (tests/run only runs those that exist).
+tests: $(UNIT_BINS)
+
 check: 
 	@scripts/deps.sh ensure
-	$(MAKE) all
+	$(MAKE) all tests
 	B=$(B) tests/run all
 
-check-unit: all
+check-unit: all tests
 	B=$(B) tests/run unit
 
 check-interop: all
@@ -168,7 +171,7 @@ check-vm: all
 # The unit and interop suites again under ASan + UBSan, in build-asan.
 check-asan:
 	@scripts/deps.sh ensure
-	$(MAKE) SANITIZE=address,undefined CC=clang all
+	$(MAKE) SANITIZE=address,undefined CC=clang all tests
 	B=build-address-undefined NBDD_SANITIZED=1 tests/run unit interop
 
 demo:

@@ -96,12 +96,10 @@ static int xmit_extents(void *h, uint64_t count, uint64_t off, uint32_t f,
 	FUZZ_CHECK(off < XMIT_SIZE && count <= XMIT_SIZE - off);
 	end = off + count;
 	while (pos < end) {
+		static const uint8_t zeroes[4096];
 		uint64_t next = MIN((pos | 4095) + 1, (uint64_t)XMIT_SIZE);
-		bool zero = true;
-		uint64_t i;
+		bool zero = !memcmp(d->data + pos, zeroes, (size_t)(next - pos));
 
-		for (i = pos; i < next && zero; i++)
-			zero = d->data[i] == 0;
 		r = nbdd_extents_add(x, pos, next - pos,
 				     zero ? NBDD_EXTENT_HOLE | NBDD_EXTENT_ZERO
 					  : 0);
