@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -29,6 +30,13 @@
 #define DEFAULT_MAX_NEGOTIATING 64
 /* Group members may connect to a unix socket; others may not. */
 #define UNIX_SOCKET_MODE 0660
+/*
+ * On nbdd_server_free(), clients in transmission get this long to have
+ * their requests in flight answered (the spec's "SHOULD wait"); one that
+ * does not read its replies is then disconnected, or it would hold the
+ * server forever with a send blocked on a full socket.
+ */
+#define DRAIN_GRACE_MS 5000
 
 enum client_state {
 	CLIENT_NEGOTIATING, /* fd in the handshake */
@@ -62,6 +70,7 @@ NBDD_EXPORT int nbdd_server_new(const struct nbdd_server_options *opts,
 {
 	struct nbdd_server_options o = { 0 };
 	struct nbdd_server *srv;
+	pthread_condattr_t ca;
 
 	if (!out)
 		return set_error(-EINVAL, "nbdd_server_new: no result pointer");
@@ -71,7 +80,10 @@ NBDD_EXPORT int nbdd_server_new(const struct nbdd_server_options *opts,
 	if (!srv)
 		return set_error(-ENOMEM, "out of memory for a server");
 	pthread_mutex_init(&srv->lock, NULL);
-	pthread_cond_init(&srv->gone, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv->gone, &ca);
+	pthread_condattr_destroy(&ca);
 	srv->handshake_timeout = o.handshake_timeout ? o.handshake_timeout
 						     : DEFAULT_HANDSHAKE_TIMEOUT;
 	srv->max_clients = o.max_clients ? o.max_clients : DEFAULT_MAX_CLIENTS;
@@ -336,6 +348,34 @@ NBDD_EXPORT int nbdd_server_start_fd(struct nbdd_server *srv, int fd)
 	return 0;
 }
 
+/* Called with the lock held: wait for the clients, up to the grace. */
+static void wait_clients(struct nbdd_server *srv)
+{
+	struct timespec until;
+	struct client *c;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += DRAIN_GRACE_MS / 1000;
+	until.tv_nsec += (DRAIN_GRACE_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (srv->nclients &&
+	       pthread_cond_timedwait(&srv->gone, &srv->lock, &until) !=
+		       ETIMEDOUT)
+		;
+	if (!srv->nclients)
+		return;
+	log_warning("%u client(s) still busy after %d ms: disconnecting them",
+		    srv->nclients, DRAIN_GRACE_MS);
+	for (c = srv->clients; c; c = c->next)
+		if (c->state == CLIENT_RUNNING)
+			shutdown(c->fd, SHUT_RDWR); /* blocked sends fail */
+	while (srv->nclients)
+		pthread_cond_wait(&srv->gone, &srv->lock);
+}
+
 NBDD_EXPORT void nbdd_server_free(struct nbdd_server *srv)
 {
 	struct client *c;
@@ -349,10 +389,9 @@ NBDD_EXPORT void nbdd_server_free(struct nbdd_server *srv)
 		if (c->state == CLIENT_NEGOTIATING)
 			shutdown(c->fd, SHUT_RDWR); /* the handshake's read fails */
 		else if (c->state == CLIENT_RUNNING)
-			conn_shutdown(c->conn);
+			conn_shutdown(c->conn); /* in-flight requests finish */
 	}
-	while (srv->nclients)
-		pthread_cond_wait(&srv->gone, &srv->lock);
+	wait_clients(srv);
 	pthread_mutex_unlock(&srv->lock);
 	for (i = 0; i < srv->nexports; i++)
 		nbdd_export_unref(srv->exports[i]);

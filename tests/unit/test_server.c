@@ -364,6 +364,32 @@ static void test_free_wakes_clients(void **state)
 	close(running);
 }
 
+/* A client that stops reading its replies cannot hold free() forever. */
+static void test_free_stuck_client(void **state)
+{
+	struct nbdd_server *srv = new_server(0, 0);
+	struct nbd_request req = { .type = NBD_CMD_READ, .length = DISK_SIZE };
+	uint8_t hdr[NBD_SIMPLE_REQUEST_SIZE];
+	uint64_t t0;
+	int fd, r, i;
+
+	fd = connect_pair(srv, &r);
+	assert_int_equal(r, 0);
+	go_default(fd);
+	/* 16 MiB of replies asked for, none read: the server's send blocks */
+	for (i = 0; i < 16; i++) {
+		req.cookie = (uint64_t)i;
+		nbd_encode_request(hdr, false, &req);
+		assert_int_equal(tc_write(fd, hdr, sizeof(hdr)), 0);
+	}
+	usleep(200 * 1000);
+	t0 = now_ms();
+	nbdd_server_free(srv);
+	assert_true(now_ms() - t0 < 5000 + 3000);
+	assert_true(tc_peer_closed(fd));
+	close(fd);
+}
+
 /* serve_fd blocks until the client leaves, and closes the fd. */
 static void test_serve_fd(void **state)
 {
@@ -394,6 +420,7 @@ int main(void)
 		cmocka_unit_test(test_negotiating_cap),
 		cmocka_unit_test(test_client_cap),
 		cmocka_unit_test(test_free_wakes_clients),
+		cmocka_unit_test(test_free_stuck_client),
 		cmocka_unit_test(test_serve_fd),
 	};
 
