@@ -192,6 +192,31 @@ static int file_probe(struct file *f, const struct stat *st)
 	return 0;
 }
 
+/*
+ * conf.c's rule for NAME.conf, for the file itself: a symlink is followed
+ * only when root or the user running nbdd owns it, so a link another user
+ * planted in a directory they can write cannot point the daemon at
+ * /etc/shadow or a disk. O_NOFOLLOW keeps a path that was no link from
+ * becoming one before the open.
+ */
+static int check_link(const char *path, int *flags)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return 0; /* open() says why */
+	if (!S_ISLNK(st.st_mode)) {
+		*flags |= O_NOFOLLOW;
+		return 0;
+	}
+	if (st.st_uid == 0 || st.st_uid == geteuid())
+		return 0;
+	nbdd_backend_error("file: %s is a symlink owned by uid %u: only "
+			   "symlinks owned by root or by the user running "
+			   "nbdd are followed", path, (unsigned)st.st_uid);
+	return -EPERM;
+}
+
 static int file_open(const struct nbdd_param *params, size_t nparams,
 		     int readonly, void **handle)
 {
@@ -211,15 +236,22 @@ static int file_open(const struct nbdd_param *params, size_t nparams,
 	}
 	f->readonly = readonly || ro_param;
 	f->direct = direct;
+	f->fd = -1;
 	pthread_mutex_init(&f->rmw, NULL);
+	/* O_NONBLOCK: a FIFO must not block the open; cleared below */
 	flags = (f->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY |
-		(direct ? O_DIRECT : 0);
+		O_NONBLOCK | (direct ? O_DIRECT : 0);
+	r = check_link(path, &flags);
+	if (r)
+		goto fail;
 	f->fd = open(path, flags);
 	if (f->fd < 0) {
 		r = open_error(path, errno, direct, f->readonly);
 		goto fail;
 	}
 	r = fstat(f->fd, &st) < 0 ? -errno : file_probe(f, &st);
+	if (!r && fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK))
+		r = -errno;
 	if (r)
 		goto fail;
 	*handle = f;
