@@ -92,8 +92,12 @@ ssize_t ctl_linebuf_fill(struct ctl_linebuf *lb, int fd)
 
 int ctl_linebuf_next(struct ctl_linebuf *lb, char **line, size_t *len)
 {
-	char *s = lb->buf + lb->start, *nl;
+	char *s, *nl;
 	size_t avail = lb->len - lb->start, n;
+
+	if (!lb->buf)
+		return 0; /* nothing read yet (and NULL + 0 is undefined) */
+	s = lb->buf + lb->start;
 
 	nl = avail > lb->scan ? memchr(s + lb->scan, '\n', avail - lb->scan)
 			      : NULL;
