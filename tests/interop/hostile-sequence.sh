@@ -32,12 +32,12 @@ def test(path):
     # a write request instead of the client flags
     c = Conn(path)
     c.recv_exact(18)
-    c.send(wreq(EVIL_OFF, EVIL))
+    c.send_rude(wreq(EVIL_OFF, EVIL))
     check(c.closed_within(5), "request before negotiation: kept open")
     c.close()
     # a write request instead of the first option
     c = Conn(path); c.greeting()
-    c.send(wreq(EVIL_OFF, EVIL))
+    c.send_rude(wreq(EVIL_OFF, EVIL))
     check(c.closed_within(5), "request in place of an option: kept open")
     c.close()
     untouched(path)
@@ -45,7 +45,7 @@ def test(path):
     # after NBD_OPT_ABORT: acknowledged (or not), then nothing is served
     c = Conn(path); c.greeting()
     c.option(OPT_ABORT)
-    c.send(wreq(EVIL_OFF, EVIL))
+    c.send_rude(wreq(EVIL_OFF, EVIL))
     try:
         o, t, d = c.reply()
         check(o == OPT_ABORT and t == REP_ACK, "ABORT answered with %x" % t)
@@ -57,16 +57,16 @@ def test(path):
 
     # after NBD_CMD_DISC: the write that follows is never applied
     c = Conn(path); c.connect_export()
-    c.send(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_DISC, 1, 0, 0) +
-           wreq(EVIL_OFF, EVIL))
+    c.send_rude(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_DISC, 1, 0, 0) +
+                wreq(EVIL_OFF, EVIL))
     check(c.closed_within(5), "DISC: connection kept open")
     c.close()
     untouched(path)
 
     # a bad request magic in transmission ends that connection only
     c = Conn(path); c.connect_export()
-    c.send(struct.pack(">IHHQQI", 0x12345678, 0, CMD_WRITE, 1, 0, 4096) +
-           EVIL)
+    c.send_rude(struct.pack(">IHHQQI", 0x12345678, 0, CMD_WRITE, 1, 0,
+                            4096) + EVIL)
     check(c.closed_within(5), "bad request magic: kept open")
     c.close()
     untouched(path)
@@ -89,7 +89,7 @@ def test(path):
     # a TLS ClientHello right after STARTTLS is a bad option magic: closed
     c = Conn(path); c.greeting()
     hello = bytes.fromhex("160301020001000200") + b"\0" * 512
-    c.send(struct.pack(">QII", IHAVEOPT, OPT_STARTTLS, 0) + hello)
+    c.send_rude(struct.pack(">QII", IHAVEOPT, OPT_STARTTLS, 0) + hello)
     o, t, d = c.reply()
     check(t & REP_ERR, "STARTTLS accepted without TLS")
     check(c.closed_within(5), "TLS record after STARTTLS: kept open")

@@ -74,6 +74,14 @@ class Conn:
     def send(self, b):
         self.s.sendall(b)
 
+    def send_rude(self, b):
+        """Send what the server may hang up on halfway: a reset or a
+        broken pipe then is an answer, not an error of the test."""
+        try:
+            self.s.sendall(b)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def recv_exact(self, n):
         buf = bytearray()
         while len(buf) < n:
