@@ -555,10 +555,15 @@ static int read_option(struct hs *h)
 	log_debug("handshake: %s, %u bytes", nbd_opt_name(h->opt), h->len);
 	if (h->len <= NBDD_MAX_OPTION_LEN)
 		return h->len ? hs_read(h, h->data, h->len) : 0;
-	/* EXPORT_NAME has no error reply; an absurd length is an attack. */
+	/*
+	 * An absurd length is an attack: say why, then hang up without
+	 * reading it. EXPORT_NAME has no error reply at all.
+	 */
 	if (h->opt == NBD_OPT_EXPORT_NAME || h->len > DISCARD_MAX) {
 		log_info("handshake: %s of %u bytes, disconnecting",
 			 nbd_opt_name(h->opt), h->len);
+		if (h->opt != NBD_OPT_EXPORT_NAME)
+			send_error(h, NBD_REP_ERR_TOO_BIG, "option too large");
 		return -E2BIG;
 	}
 	r = hs_discard(h, h->len);

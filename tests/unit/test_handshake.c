@@ -288,6 +288,8 @@ static void test_absurd_option(void **state)
 	t0 = now_ms();
 	assert_int_equal(tc_send_option_raw(f->cfd, NBD_OPT_GO, UINT32_MAX,
 					    "\0\0\0\0", 4), 0);
+	/* told why first */
+	assert_int_equal(reply_type(f->cfd, NBD_OPT_GO), NBD_REP_ERR_TOO_BIG);
 	expect_closed(f);
 	assert_int_equal(f->ret, -E2BIG);
 	assert_true(now_ms() - t0 < 2000); /* well before the deadline */
