@@ -275,6 +275,7 @@ static void test_end_to_end(void **state)
 {
 	struct nbdd_server *srv = new_server(0, 0);
 	int lfd = nbdd_listen("tcp:0"), c;
+	uint64_t t0;
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 
@@ -289,8 +290,18 @@ static void test_end_to_end(void **state)
 	send_disc(c);
 	assert_true(tc_peer_closed(c));
 	close(c);
-	close(lfd);
+	/* a TCP client idle in transmission is woken by free() */
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(nbdd_server_accept(srv, lfd), 0);
+	go_default(c);
+	read_check(c, 512);
+	t0 = now_ms();
 	nbdd_server_free(srv);
+	assert_true(now_ms() - t0 < 2000);
+	assert_true(tc_peer_closed(c));
+	close(c);
+	close(lfd);
 }
 
 /* Over the negotiation cap: closed at once; room again once it frees. */
