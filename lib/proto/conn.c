@@ -110,7 +110,8 @@ static void count(struct conn *c, const struct nbd_request *r, bool failed)
 	if (op < 0)
 		return;
 	atomic_fetch_add_explicit(&c->st[op].requests, 1, memory_order_relaxed);
-	if (op != NBDD_OP_FLUSH)
+	/* Bytes moved, so a refused 2^64-byte trim inflates nothing. */
+	if (op != NBDD_OP_FLUSH && !failed)
 		atomic_fetch_add_explicit(&c->st[op].bytes, r->length,
 					  memory_order_relaxed);
 	if (failed)
@@ -554,6 +555,10 @@ struct conn *conn_new(int fd, enum conn_mode mode, const struct negotiated *neg)
 		.extended = mode == CONN_NETWORK && neg->extended,
 		.base_allocation = mode == CONN_NETWORK && neg->base_allocation,
 	};
+	/* Validate against what the peer was told, as the handshake does. */
+	c->xp.eflags &= (uint16_t)~NBD_FLAG_BLOCK_STAT_PAYLOAD;
+	if (!c->xp.structured)
+		c->xp.eflags &= (uint16_t)~NBD_FLAG_SEND_DF;
 	c->hdr_size = c->xp.extended ? NBD_EXTENDED_REQUEST_SIZE
 				     : NBD_SIMPLE_REQUEST_SIZE;
 	c->inline_exec = export_is_inline(e);

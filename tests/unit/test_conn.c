@@ -454,6 +454,7 @@ static void test_stats(void **state)
 	assert_int_equal(st.op[NBDD_OP_WRITE].bytes, 1024);
 	assert_int_equal(st.op[NBDD_OP_READ].requests, 2);
 	assert_int_equal(st.op[NBDD_OP_READ].errors, 1);
+	assert_int_equal(st.op[NBDD_OP_READ].bytes, 1024); /* not the refused */
 	assert_int_equal(st.in_flight, 0);
 	assert_int_equal(stop(&s), 0);
 }
