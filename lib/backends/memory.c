@@ -11,7 +11,9 @@
  * Chunks come from large anonymous mappings. A fresh chunk is already
  * zero, and one given back is zeroed by madvise(MADV_DONTNEED), which
  * also returns its pages: written pages are all a chunk ever costs, and
- * trimmed data stops costing anything at once.
+ * trimmed data stops costing anything at once. On locked memory (the
+ * daemon's mlockall) the kernel refuses MADV_DONTNEED: zeroes are then
+ * written, and the pages stay.
  *
  * Concurrency (NBDD_THREAD_PARALLEL, and NBDD_BACKEND_INLINE since no
  * call sleeps): tree nodes and chunks are published with compare-and-swap
@@ -125,13 +127,24 @@ static void *chunk_alloc(struct mem *m)
 	return c;
 }
 
+/*
+ * Zero a whole chunk and give its pages back. madvise() fails with EINVAL
+ * on locked pages, and nbdd runs under mlockall(): then write the zeroes,
+ * or a trimmed or zeroed range would still read its old data.
+ */
+static void chunk_clear(void *c)
+{
+	if (madvise(c, CHUNK_SIZE, MADV_DONTNEED) < 0)
+		memset(c, 0, CHUNK_SIZE);
+}
+
 /* Give a chunk back; @dirty: it was written, so zero it and drop its pages. */
 static void chunk_release(struct mem *m, void *c, bool dirty)
 {
 	struct arena *a = &m->arena;
 
 	if (dirty)
-		(void)madvise(c, CHUNK_SIZE, MADV_DONTNEED);
+		chunk_clear(c);
 	pthread_mutex_lock(&a->lock);
 	if (a->nfree == a->free_cap) {
 		size_t cap = a->free_cap ? a->free_cap * 2 : 256;
@@ -300,7 +313,7 @@ static int chunk_zero(struct mem *m, uint64_t ci, size_t off, size_t n,
 	p = walk(m, ci, keep);
 	c = p ? atomic_load_explicit(p, memory_order_acquire) : NULL;
 	if (c && n == CHUNK_SIZE)
-		(void)madvise(c, CHUNK_SIZE, MADV_DONTNEED);
+		chunk_clear(c);
 	else if (c)
 		memset(c + off, 0, n);
 	else if (keep && (!p || !chunk_make(m, p)))
