@@ -3,16 +3,21 @@
 #   scripts/deps.sh install   apt-get install them all
 #   scripts/deps.sh ensure    install only if one is missing (make check/demo)
 #   scripts/deps.sh list      print them
+#   scripts/deps.sh ensure bench   only what `make bench` adds (bench/run)
 set -euo pipefail
 
 build=(build-essential clang pkg-config libnl-genl-3-dev libkmod-dev
        libjson-c-dev libcmocka-dev)
 # Real peers the tests drive, and the kernel + emulator for tests/vm.
-test=(libnbd-bin nbdkit qemu-utils fio nbd-client e2fsprogs util-linux
+test=(libnbd-bin python3-libnbd nbdkit qemu-utils fio nbd-client e2fsprogs util-linux
       kmod udev linux-image-amd64 qemu-system-x86 busybox-static
       libclang-rt-14-dev python3)
 
+# Only for `make bench`: the peer nbd-server, the plot, profiles.
+bench=(nbd-server gnuplot-nox linux-perf)
+
 pkgs=("${build[@]}" "${test[@]}")
+[ "${2:-}" = bench ] && pkgs=("${bench[@]}")
 
 missing() {
 	local p
