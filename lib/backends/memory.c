@@ -17,10 +17,16 @@
  *
  * Concurrency (NBDD_THREAD_PARALLEL, and NBDD_BACKEND_INLINE since no
  * call sleeps): tree nodes and chunks are published with compare-and-swap
- * and nodes are never freed before close. Every access to a chunk's bytes
- * holds the read side of its stripe's rwlock; only taking a chunk out of
- * the tree (trim, zero, shrink) holds the write side, so a chunk can never
- * be reused for another offset while someone still copies into it.
+ * and nodes are never freed before close. A chunk taken out of the tree
+ * (trim, zero, shrink) may be reused for another offset, so:
+ *  - writers hold the read side of the chunk's stripe rwlock, and taking
+ *    a chunk out holds the write side: nobody copies into a chunk that
+ *    has been given away;
+ *  - readers take no lock (a locked instruction after a 4 KiB memcpy
+ *    costs as much as the copy): taking a chunk out bumps its stripe's
+ *    sequence number before the chunk can be reused, and a reader that
+ *    sees the number change retries, as with a seqlock. Slabs stay
+ *    mapped until close, so a stale read never faults.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,7 +53,9 @@ struct node {
 };
 
 struct stripe {
-	pthread_rwlock_t lock;
+	pthread_rwlock_t lock; /* read: writing into a chunk; write: taking
+				  one out of the tree */
+	atomic_uint seq;       /* bumped when a chunk is taken out */
 } __attribute__((aligned(64)));
 
 struct slab {
@@ -163,9 +171,9 @@ static void chunk_release(struct mem *m, void *c, bool dirty)
 
 /* ---- the tree ---- */
 
-static pthread_rwlock_t *stripe(struct mem *m, uint64_t ci)
+static struct stripe *stripe(struct mem *m, uint64_t ci)
 {
-	return &m->stripes[ci & (NSTRIPES - 1)].lock;
+	return &m->stripes[ci & (NSTRIPES - 1)];
 }
 
 /* Install a node in the empty *@p, or return the one a racer installed. */
@@ -251,22 +259,26 @@ static void *chunk_make(struct mem *m, slot_t *p)
 static void chunk_read(struct mem *m, uint64_t ci, size_t off, char *buf,
 		       size_t n)
 {
-	pthread_rwlock_t *l = stripe(m, ci);
+	struct stripe *s = stripe(m, ci);
+	unsigned seq;
 	char *c;
 
-	pthread_rwlock_rdlock(l);
-	c = chunk_get(m, ci);
-	if (c)
-		memcpy(buf, c + off, n);
-	else
-		memset(buf, 0, n);
-	pthread_rwlock_unlock(l);
+	do {
+		seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+		c = chunk_get(m, ci);
+		if (c)
+			memcpy(buf, c + off, n);
+		else
+			memset(buf, 0, n);
+		/* Our copy happened before we look at the number again. */
+		atomic_thread_fence(memory_order_acquire);
+	} while (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq);
 }
 
 static int chunk_write(struct mem *m, uint64_t ci, size_t off,
 		       const char *buf, size_t n)
 {
-	pthread_rwlock_t *l = stripe(m, ci);
+	pthread_rwlock_t *l = &stripe(m, ci)->lock;
 	slot_t *p;
 	char *c = NULL;
 
@@ -283,15 +295,18 @@ static int chunk_write(struct mem *m, uint64_t ci, size_t off,
 /* Take the whole chunk out of the tree: it reads as zeroes again. */
 static void chunk_drop(struct mem *m, uint64_t ci)
 {
-	pthread_rwlock_t *l = stripe(m, ci);
+	struct stripe *s = stripe(m, ci);
 	slot_t *p;
 	void *c = NULL;
 
-	pthread_rwlock_wrlock(l);
+	pthread_rwlock_wrlock(&s->lock);
 	p = walk(m, ci, false);
 	if (p)
 		c = atomic_exchange_explicit(p, NULL, memory_order_acq_rel);
-	pthread_rwlock_unlock(l);
+	/* Before the chunk can be reused: readers of it will retry. */
+	if (c)
+		atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+	pthread_rwlock_unlock(&s->lock);
 	if (c)
 		chunk_release(m, c, true);
 }
@@ -304,7 +319,7 @@ static void chunk_drop(struct mem *m, uint64_t ci)
 static int chunk_zero(struct mem *m, uint64_t ci, size_t off, size_t n,
 		      bool keep)
 {
-	pthread_rwlock_t *l = stripe(m, ci);
+	pthread_rwlock_t *l = &stripe(m, ci)->lock;
 	slot_t *p;
 	char *c = NULL;
 	int r = 0;

@@ -358,6 +358,58 @@ static void test_concurrent_writers(void **state)
 	B->close(h);
 }
 
+/*
+ * Chunks trimmed from one region are reused by writes to another. A
+ * reader of the first region may see its data or zeroes, never bytes
+ * that belong elsewhere.
+ */
+struct churn {
+	void *h;
+	uint64_t off;
+	uint8_t byte;
+	atomic_int *stop;
+};
+
+static void *churner(void *arg)
+{
+	struct churn *c = arg;
+	uint8_t *buf = malloc(1 << 20);
+
+	memset(buf, c->byte, 1 << 20);
+	while (!atomic_load(c->stop)) {
+		if (B->pwrite(c->h, buf, 1 << 20, c->off, 0) ||
+		    B->trim(c->h, 1 << 20, c->off, 0))
+			abort();
+	}
+	free(buf);
+	return NULL;
+}
+
+static void test_reads_never_see_reused_chunks(void **state)
+{
+	atomic_int stop = 0;
+	void *h = mem_open("64M");
+	struct churn x = { h, 0, 0x11, &stop }, y = { h, 1 << 20, 0x22, &stop };
+	uint8_t buf[65536];
+	pthread_t t[2];
+	int i, j;
+
+	assert_int_equal(pthread_create(&t[0], NULL, churner, &x), 0);
+	assert_int_equal(pthread_create(&t[1], NULL, churner, &y), 0);
+	for (i = 0; i < 10000; i++) {
+		assert_int_equal(B->pread(h, buf, sizeof(buf),
+					  (uint64_t)(i % 16) * 65536, 0), 0);
+		for (j = 0; j < (int)sizeof(buf); j++)
+			if (buf[j] != 0x11 && buf[j] != 0)
+				fail_msg("read %d: byte %d is 0x%x", i, j,
+					 buf[j]);
+	}
+	atomic_store(&stop, 1);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	B->close(h);
+}
+
 static void test_through_export(void **state)
 {
 	struct nbdd_export *e;
@@ -390,6 +442,7 @@ int main(void)
 		cmocka_unit_test(test_extents_merge_and_req_one),
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_concurrent_writers),
+		cmocka_unit_test(test_reads_never_see_reused_chunks),
 		cmocka_unit_test(test_through_export),
 	};
 
