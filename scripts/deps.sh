@@ -11,7 +11,7 @@ build=(build-essential clang pkg-config libnl-genl-3-dev libkmod-dev
 # Real peers the tests drive, and the kernel + emulator for tests/vm.
 test=(libnbd-bin python3-libnbd nbdkit qemu-utils fio nbd-client e2fsprogs util-linux
       kmod udev linux-image-amd64 qemu-system-x86 busybox-static
-      libclang-rt-14-dev python3)
+      libclang-rt-14-dev python3 valgrind)
 
 # Only for `make bench`: the peer nbd-server, the plot, profiles.
 bench=(nbd-server gnuplot-nox linux-perf)

@@ -22,6 +22,14 @@ LOG=$T/nbdd.log
 DAEMON_PID=
 SLOW=1
 [ "${NBDD_SANITIZED:-0}" = 1 ] && SLOW=3
+# NBDD_VALGRIND=1 runs the daemon under valgrind (tests/interop/hostile-
+# valgrind.sh does); an error makes it exit 99, which stop_daemon fails on.
+VALGRIND=()
+if [ "${NBDD_VALGRIND:-0}" = 1 ]; then
+	VALGRIND=(valgrind -q --error-exitcode=99 --leak-check=full
+		  --errors-for-leak-kinds=definite)
+	SLOW=10
+fi
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -48,7 +56,7 @@ trap daemon_cleanup EXIT
 start_daemon() {
 	local i
 	[ -x "$NBDD_BIN" ] || fail "no daemon at $NBDD_BIN"
-	"$NBDD_BIN" --control "$CTL" "$@" >>"$LOG" 2>&1 &
+	"${VALGRIND[@]}" "$NBDD_BIN" --control "$CTL" "$@" >>"$LOG" 2>&1 &
 	DAEMON_PID=$!
 	for ((i = 0; i < 100 * SLOW; i++)); do
 		[ -S "$CTL" ] && "$NBDCTL_BIN" --control "$CTL" ping 2>/dev/null &&
