@@ -55,15 +55,21 @@ static inline void leave(struct nbdd_export *e)
 
 /*
  * Make @*r a valid negative errno and say why the backend failed: its own
- * message if it left one, else the errno's.
+ * message if it left one (without a "name: " we add anyway), else the
+ * errno's.
  */
-static const char *reason(int *r)
+static const char *reason(const struct nbdd_export *e, int *r)
 {
 	const char *msg = take_backend_error();
+	size_t n = strlen(e->b.name);
 
 	if (*r > 0 || *r < -MAX_ERRNO)
 		*r = -EIO;
-	return msg ? msg : strerror(-*r);
+	if (!msg)
+		return strerror(-*r);
+	if (!strncmp(msg, e->b.name, n) && msg[n] == ':' && msg[n + 1] == ' ')
+		msg += n + 2;
+	return msg;
 }
 
 /*
@@ -73,7 +79,7 @@ static const char *reason(int *r)
 static int failed(struct nbdd_export *e, const char *op, int r)
 {
 	int given = r;
-	const char *why = reason(&r);
+	const char *why = reason(e, &r);
 
 	if (r != given)
 		log_warning("export '%s': %s returned %d from %s, not a "
@@ -320,7 +326,7 @@ static int setup_caps(struct nbdd_export *e)
 	if (e->b.capabilities) {
 		r = e->b.capabilities(e->handle, &c);
 		if (r) {
-			why = reason(&r);
+			why = reason(e, &r);
 			return set_error(r, "backend %s: capabilities: %s",
 					 e->b.name, why);
 		}
@@ -377,7 +383,7 @@ static int setup_block_size(struct nbdd_export *e)
 	if (e->b.block_size) {
 		r = e->b.block_size(e->handle, &bs);
 		if (r) {
-			why = reason(&r);
+			why = reason(e, &r);
 			return set_error(r, "backend %s: block_size: %s",
 					 e->b.name, why);
 		}
@@ -408,7 +414,7 @@ static int setup_size(struct nbdd_export *e)
 
 	r = e->b.get_size(e->handle, &size);
 	if (r) {
-		why = reason(&r);
+		why = reason(e, &r);
 		return set_error(r, "backend %s: get_size: %s", e->b.name,
 				 why);
 	}
@@ -476,7 +482,7 @@ static int export_start(struct nbdd_export *e, const struct nbdd_param *p,
 	(void)take_backend_error(); /* nothing stale in our messages */
 	r = e->b.open(p, np, e->readonly, &e->handle);
 	if (r) {
-		why = reason(&r);
+		why = reason(e, &r);
 		return set_error(r, "backend %s: %s", e->b.name, why);
 	}
 	r = setup_caps(e);
@@ -639,7 +645,7 @@ NBDD_EXPORT int nbdd_export_resize(struct nbdd_export *e, uint64_t new_size)
 		size = new_size;
 	leave(e);
 	if (r) {
-		why = reason(&r);
+		why = reason(e, &r);
 		return set_error(r, "backend %s: resize to %llu: %s",
 				 e->b.name, (unsigned long long)new_size, why);
 	}
