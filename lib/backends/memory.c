@@ -12,8 +12,8 @@
  * zero, and one given back is zeroed by madvise(MADV_DONTNEED), which
  * also returns its pages: written pages are all a chunk ever costs, and
  * trimmed data stops costing anything at once. On locked memory (the
- * daemon's mlockall) the kernel refuses MADV_DONTNEED: zeroes are then
- * written, and the pages stay.
+ * daemon's mlockall) MADV_DONTNEED_LOCKED does the same; on kernels
+ * before 5.18 zeroes are written instead, and the pages stay.
  *
  * Concurrency (NBDD_THREAD_PARALLEL, and NBDD_BACKEND_INLINE since no
  * call sleeps): tree nodes and chunks are published with compare-and-swap
@@ -78,6 +78,7 @@ struct mem {
 	uint64_t max_size; /* largest size ever (arena.lock): bounds close */
 	slot_t *top;
 	atomic_size_t chunks;
+	atomic_int advice; /* how chunk_clear() zeroes: see there */
 	struct arena arena;
 	struct stripe stripes[NSTRIPES];
 };
@@ -135,14 +136,25 @@ static void *chunk_alloc(struct mem *m)
 	return c;
 }
 
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24 /* Linux 5.18 */
+#endif
+
 /*
- * Zero a whole chunk and give its pages back. madvise() fails with EINVAL
- * on locked pages, and nbdd runs under mlockall(): then write the zeroes,
+ * Zero a whole chunk and give its pages back. nbdd runs under mlockall(),
+ * and the kernel refuses MADV_DONTNEED on locked pages (EINVAL), but since
+ * 5.18 takes MADV_DONTNEED_LOCKED; where neither works, write the zeroes,
  * or a trimmed or zeroed range would still read its old data.
  */
-static void chunk_clear(void *c)
+static void chunk_clear(struct mem *m, void *c)
 {
-	if (madvise(c, CHUNK_SIZE, MADV_DONTNEED) < 0)
+	int advice = atomic_load_explicit(&m->advice, memory_order_relaxed);
+
+	while (advice >= 0 && madvise(c, CHUNK_SIZE, advice) < 0) {
+		advice = advice == MADV_DONTNEED ? MADV_DONTNEED_LOCKED : -1;
+		atomic_store_explicit(&m->advice, advice, memory_order_relaxed);
+	}
+	if (advice < 0)
 		memset(c, 0, CHUNK_SIZE);
 }
 
@@ -152,7 +164,7 @@ static void chunk_release(struct mem *m, void *c, bool dirty)
 	struct arena *a = &m->arena;
 
 	if (dirty)
-		chunk_clear(c);
+		chunk_clear(m, c);
 	pthread_mutex_lock(&a->lock);
 	if (a->nfree == a->free_cap) {
 		size_t cap = a->free_cap ? a->free_cap * 2 : 256;
@@ -311,63 +323,40 @@ static void chunk_drop(struct mem *m, uint64_t ci)
 		chunk_release(m, c, true);
 }
 
-/*
- * Zero part (or, with @keep, all) of a chunk in place. @keep: the client
- * wants the range provisioned (NO_HOLE), so a missing chunk is created;
- * it costs address space, not memory, until written.
- */
-static int chunk_zero(struct mem *m, uint64_t ci, size_t off, size_t n,
-		      bool keep)
+/* Zero part of a chunk, if it exists. */
+static void chunk_zero(struct mem *m, uint64_t ci, size_t off, size_t n)
 {
 	pthread_rwlock_t *l = &stripe(m, ci)->lock;
-	slot_t *p;
-	char *c = NULL;
-	int r = 0;
+	char *c;
 
 	pthread_rwlock_rdlock(l);
-	p = walk(m, ci, keep);
-	c = p ? atomic_load_explicit(p, memory_order_acquire) : NULL;
-	if (c && n == CHUNK_SIZE)
-		chunk_clear(c);
-	else if (c)
+	c = chunk_get(m, ci);
+	if (c)
 		memset(c + off, 0, n);
-	else if (keep && (!p || !chunk_make(m, p)))
-		r = -ENOMEM;
 	pthread_rwlock_unlock(l);
-	return r;
 }
 
-/* Zero [offset, offset + count): free what can go unless @keep. */
-static int zero_range(struct mem *m, uint64_t offset, uint64_t count,
-		      bool keep)
+/* Zero [offset, offset + count): whole chunks go, partial ones are zeroed. */
+static void zero_range(struct mem *m, uint64_t offset, uint64_t count)
 {
 	uint64_t end = offset + count, ci, next;
 	size_t off, n;
-	int r;
 
 	while (offset < end) {
 		ci = offset >> CHUNK_SHIFT;
+		next = next_present(m, ci);
+		if (next > ci) { /* nothing was ever written there */
+			offset = MAX(offset, next << CHUNK_SHIFT);
+			continue;
+		}
 		off = (size_t)(offset & (CHUNK_SIZE - 1));
 		n = (size_t)MIN(end - offset, (uint64_t)(CHUNK_SIZE - off));
-		if (!keep) {
-			next = next_present(m, ci);
-			if (next > ci) { /* nothing was ever written there */
-				offset = MAX(offset, next << CHUNK_SHIFT);
-				continue;
-			}
-		}
-		if (!keep && n == CHUNK_SIZE) {
+		if (n == CHUNK_SIZE)
 			chunk_drop(m, ci);
-		} else {
-			r = chunk_zero(m, ci, off, n, keep);
-			if (r) {
-				nbdd_backend_error("memory: out of memory");
-				return r;
-			}
-		}
+		else
+			chunk_zero(m, ci, off, n);
 		offset += n;
 	}
-	return 0;
 }
 
 /* ---- callbacks ---- */
@@ -436,7 +425,8 @@ static int mem_trim(void *h, uint64_t count, uint64_t offset, uint32_t flags)
 
 	if (!in_range(m, offset, count))
 		return -EINVAL;
-	return zero_range(m, offset, count, false);
+	zero_range(m, offset, count);
+	return 0;
 }
 
 static int mem_zero(void *h, uint64_t count, uint64_t offset, uint32_t flags)
@@ -445,7 +435,13 @@ static int mem_zero(void *h, uint64_t count, uint64_t offset, uint32_t flags)
 
 	if (!in_range(m, offset, count))
 		return -ENOSPC;
-	return zero_range(m, offset, count, !(flags & NBDD_F_MAY_TRIM));
+	/*
+	 * Even without NBDD_F_MAY_TRIM (NO_HOLE): RAM is committed when it
+	 * is written, never before, so keeping a chunk "provisioned" would
+	 * promise nothing and cost table memory for the whole range.
+	 */
+	zero_range(m, offset, count);
+	return 0;
 }
 
 static int mem_extents(void *h, uint64_t count, uint64_t offset,
@@ -497,7 +493,7 @@ static int mem_resize(void *h, uint64_t new_size)
 	pthread_mutex_unlock(&m->arena.lock);
 	/* Growing must read zeroes: drop what lay beyond the new end. */
 	if (new_size < old)
-		return zero_range(m, new_size, old - new_size, false);
+		zero_range(m, new_size, old - new_size);
 	return 0;
 }
 
@@ -609,6 +605,7 @@ static int mem_open(const struct nbdd_param *params, size_t nparams,
 		return -ENOMEM;
 	}
 	atomic_init(&m->size, size);
+	atomic_init(&m->advice, MADV_DONTNEED);
 	m->max_size = size;
 	pthread_mutex_init(&m->arena.lock, NULL);
 	/* Trim must not starve behind a stream of reads on its stripe. */
