@@ -11,9 +11,10 @@
  *
  * Such a file decides which code the daemon loads and runs, so it must
  * not be writable by anyone but its owner, who must be root or the user
- * running nbdd; a symlink is followed only when root owns it. These are
- * checked on the opened file (fstat), and O_NOFOLLOW keeps a file that
- * was not a symlink from becoming one between lstat() and open().
+ * running nbdd, and a symlink is followed only when one of them owns it
+ * (the file backend's rule for path=). The file is checked once opened
+ * (fstat), and O_NOFOLLOW keeps a file that was not a symlink from
+ * becoming one between lstat() and open().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,10 +80,11 @@ static int conf_open(const char *path)
 						   strerror(errno));
 	if (!S_ISLNK(st.st_mode))
 		flags |= O_NOFOLLOW;
-	else if (st.st_uid != 0)
+	else if (st.st_uid != 0 && st.st_uid != geteuid())
 		return set_error(-EPERM, "%s is a symlink owned by uid %u: "
-				 "only symlinks owned by root are followed",
-				 path, (unsigned)st.st_uid);
+				 "only symlinks owned by root or the user "
+				 "running nbdd are followed", path,
+				 (unsigned)st.st_uid);
 	fd = open(path, flags);
 	if (fd < 0)
 		return set_error(errno == ENOENT ? -EINVAL : -errno,
