@@ -20,10 +20,13 @@
 #define NBDD_PLUGINDIR "/usr/local/lib/nbdd"
 #endif
 
-/* The table as ABI version 1 defined it: everything up to .resize. */
-#define ABI_V1_SIZE                                                      \
-	(offsetof(struct nbdd_backend, resize) +                         \
-	 sizeof(((struct nbdd_backend *)0)->resize))
+/*
+ * The smallest table worth reading: up to .pread, the last callback ABI 1
+ * requires. What a shorter struct_size leaves out counts as absent.
+ */
+#define MIN_SIZE                                                         \
+	(offsetof(struct nbdd_backend, pread) +                          \
+	 sizeof(((struct nbdd_backend *)0)->pread))
 /* No version of the table will ever be this large: garbage. */
 #define MAX_STRUCT_SIZE 65536u
 #define MAX_NAME 64
@@ -75,14 +78,16 @@ int backend_copy(const struct nbdd_backend *in, struct nbdd_backend *out,
 	if (in->abi_version == 0)
 		return set_error(-EINVAL, "%s: abi_version is 0; initialise "
 				 "the table with NBDD_BACKEND_HEADER", origin);
-	if (in->struct_size < ABI_V1_SIZE ||
-	    in->struct_size > sizeof(*out) ||
-	    in->struct_size > MAX_STRUCT_SIZE)
+	/* Within what ABI 1 up to ours defines, in whole pointers. */
+	if (in->struct_size < MIN_SIZE || in->struct_size > sizeof(*out) ||
+	    in->struct_size > MAX_STRUCT_SIZE ||
+	    in->struct_size % sizeof(void *))
 		return set_error(-EINVAL, "%s: struct_size %u is impossible "
-				 "for backend ABI %u (%zu bytes); initialise "
-				 "the table with NBDD_BACKEND_HEADER", origin,
+				 "for backend ABI %u (%zu to %zu bytes); "
+				 "initialise the table with "
+				 "NBDD_BACKEND_HEADER", origin,
 				 in->struct_size, in->abi_version,
-				 (size_t)ABI_V1_SIZE);
+				 (size_t)MIN_SIZE, sizeof(*out));
 	memcpy(out, in, MIN((size_t)in->struct_size, sizeof(*out)));
 	why = table_problem(out);
 	if (why) {

@@ -208,6 +208,16 @@ static int r_ok(void *h, void *b, size_t c, uint64_t off, uint32_t f)
 	return 0;
 }
 
+static int w_ok(void *h, const void *b, size_t c, uint64_t off, uint32_t f)
+{
+	return 0;
+}
+
+static int z_ok(void *h, uint64_t size)
+{
+	return 0;
+}
+
 static void test_backend_copy_checks(void **state)
 {
 	const struct nbdd_backend good = {
@@ -229,6 +239,19 @@ static void test_backend_copy_checks(void **state)
 	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
 	assert_non_null(strstr(nbdd_last_error(), "struct_size 16"));
 	in.struct_size = 0xdeadbeef;
+	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
+	in.struct_size = sizeof(in) - 4;
+	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
+	/* A shorter table: what lies past struct_size counts as absent. */
+	in = good;
+	in.pwrite = w_ok;
+	in.resize = z_ok;
+	in.struct_size = offsetof(struct nbdd_backend, pwrite);
+	assert_int_equal(backend_copy(&in, &out, "t"), 0);
+	assert_ptr_equal(out.pread, r_ok);
+	assert_null(out.pwrite);
+	assert_null(out.resize);
+	in.struct_size = offsetof(struct nbdd_backend, pread);
 	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
 	in = good;
 	in.name = "Bad Name";
