@@ -59,12 +59,15 @@ static int conf_check(const char *path, const struct stat *st)
 	if (!S_ISREG(st->st_mode))
 		return set_error(-EINVAL, "%s is not a regular file", path);
 	if (st->st_mode & S_IWOTH)
-		return set_error(-EPERM, "%s is world-writable, so anyone could "
-				 "choose what nbdd runs: chmod o-w it", path);
+		return set_error(-EPERM,
+				 "%s is world-writable, so anyone could "
+				 "choose what nbdd runs: chmod o-w it",
+				 path);
 	if (st->st_uid != 0 && st->st_uid != geteuid())
-		return set_error(-EPERM, "%s is owned by uid %u, neither root "
-				 "nor the user running nbdd", path,
-				 (unsigned)st->st_uid);
+		return set_error(-EPERM,
+				 "%s is owned by uid %u, neither root "
+				 "nor the user running nbdd",
+				 path, (unsigned)st->st_uid);
 	return 0;
 }
 
@@ -75,25 +78,26 @@ static int conf_open(const char *path)
 	int fd, r;
 
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? -ENOENT
-				       : set_error(-errno, "%s: %s", path,
-						   strerror(errno));
+		return errno == ENOENT
+			   ? -ENOENT
+			   : set_error(-errno, "%s: %s", path, strerror(errno));
 	if (!S_ISLNK(st.st_mode))
 		flags |= O_NOFOLLOW;
 	else if (st.st_uid != 0 && st.st_uid != geteuid())
-		return set_error(-EPERM, "%s is a symlink owned by uid %u: "
+		return set_error(-EPERM,
+				 "%s is a symlink owned by uid %u: "
 				 "only symlinks owned by root or the user "
-				 "running nbdd are followed", path,
-				 (unsigned)st.st_uid);
+				 "running nbdd are followed",
+				 path, (unsigned)st.st_uid);
 	fd = open(path, flags);
 	if (fd < 0)
 		return set_error(errno == ENOENT ? -EINVAL : -errno,
 				 "cannot open %s: %s", path,
 				 errno == ELOOP ? "it became a symlink"
 						: strerror(errno));
-	r = fstat(fd, &st) < 0 ? set_error(-errno, "%s: %s", path,
-					   strerror(errno))
-			       : conf_check(path, &st);
+	r = fstat(fd, &st) < 0
+		? set_error(-errno, "%s: %s", path, strerror(errno))
+		: conf_check(path, &st);
 	if (r) {
 		close(fd);
 		return r;
@@ -127,8 +131,9 @@ static int conf_read(const char *path, char **text)
 		free(buf);
 		return set_error(n < 0 ? -err : -EINVAL, "%s: %s", path,
 				 n < 0 ? strerror(err)
-				 : len > CONF_MAX_FILE ? "larger than 1 MiB"
-				 : "contains a NUL byte: not a text file");
+				 : len > CONF_MAX_FILE
+				     ? "larger than 1 MiB"
+				     : "contains a NUL byte: not a text file");
 	}
 	buf[len] = '\0';
 	*text = buf;
@@ -146,8 +151,8 @@ struct conf {
 	unsigned param_line[SPEC_MAX_PARAMS];
 };
 
-__attribute__((format(printf, 2, 3)))
-static int conf_err(const struct conf *c, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int conf_err(const struct conf *c,
+							  const char *fmt, ...)
 {
 	char msg[400];
 	va_list ap;
@@ -185,8 +190,8 @@ static int unquote(struct conf *c, char *p)
 
 static int parse_bool(struct conf *c, const char *v, int *out)
 {
-	static const char *const yes[] = { "true", "yes", "on", "1" };
-	static const char *const no[] = { "false", "no", "off", "0" };
+	static const char *const yes[] = {"true", "yes", "on", "1"};
+	static const char *const no[] = {"false", "no", "off", "0"};
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(yes); i++) {
@@ -249,7 +254,7 @@ static int conf_line(struct conf *c, char *line)
 		p++;
 	if (p == key || (*p != '=' && *p != ' ' && *p != '\t'))
 		return conf_err(c, "expected 'key = value' (a key holds only "
-				"A-Z a-z 0-9 _ . -)");
+				   "A-Z a-z 0-9 _ . -)");
 	if ((size_t)(p - key) > SPEC_MAX_KEY)
 		return conf_err(c, "key longer than %d bytes", SPEC_MAX_KEY);
 	end = p;
@@ -311,17 +316,20 @@ static int conf_finish(struct conf *c, struct backend_spec *out)
 	r = spec_parse(c->backend, out);
 	if (r)
 		return conf_err(c, "backend: %s", nbdd_last_error());
-	if (!spec_is_plugin_path(out->backend) && !builtin_backend(out->backend))
-		return conf_err(c, "backend '%.100s' is neither a built-in "
+	if (!spec_is_plugin_path(out->backend) &&
+	    !builtin_backend(out->backend))
+		return conf_err(c,
+				"backend '%.100s' is neither a built-in "
 				"backend (%s) nor a plugin path: a NAME.conf "
-				"cannot name another NAME", out->backend,
-				builtin_names());
+				"cannot name another NAME",
+				out->backend, builtin_names());
 	for (i = 0; i < s->nparams; i++) {
 		if (spec_find(out, s->params[i].key) >= 0) {
 			c->line = c->param_line[i];
-			return conf_err(c, "'%s' is also set on line %u, in "
-					"backend = ...", s->params[i].key,
-					c->backend_line);
+			return conf_err(c,
+					"'%s' is also set on line %u, in "
+					"backend = ...",
+					s->params[i].key, c->backend_line);
 		}
 		r = spec_add(out, (char *)s->params[i].key,
 			     (char *)s->params[i].value);
@@ -339,7 +347,7 @@ int conf_load(const char *dir, const char *name, struct backend_spec *out)
 {
 	struct backend_spec attrs;
 	char path[SPEC_MAX_PATH];
-	struct conf c = { .path = path, .out = &attrs };
+	struct conf c = {.path = path, .out = &attrs};
 	char *text = NULL;
 	int r;
 
@@ -352,8 +360,10 @@ int conf_load(const char *dir, const char *name, struct backend_spec *out)
 	if (!r)
 		r = conf_lines(&c, text);
 	if (!r && !c.backend)
-		r = set_error(-EINVAL, "%s: no 'backend = ...' line (e.g. "
-			      "backend = file:path=/srv/disk.img)", path);
+		r = set_error(-EINVAL,
+			      "%s: no 'backend = ...' line (e.g. "
+			      "backend = file:path=/srv/disk.img)",
+			      path);
 	if (!r)
 		r = conf_finish(&c, out);
 	if (r)

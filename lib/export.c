@@ -35,9 +35,9 @@
 static uint8_t zero_area[ZERO_CHUNK];
 
 /* Capabilities that only make sense for an export that can be written. */
-#define WRITE_CAPS                                                       \
-	(NBDD_CAP_WRITE | NBDD_CAP_TRIM | NBDD_CAP_ZERO |                \
-	 NBDD_CAP_FAST_ZERO | NBDD_CAP_FUA | NBDD_CAP_RESIZE)
+#define WRITE_CAPS                                                             \
+	(NBDD_CAP_WRITE | NBDD_CAP_TRIM | NBDD_CAP_ZERO | NBDD_CAP_FAST_ZERO | \
+	 NBDD_CAP_FUA | NBDD_CAP_RESIZE)
 
 /* ---- thread model and errors ---- */
 
@@ -83,8 +83,8 @@ static int failed(struct nbdd_export *e, const char *op, int r)
 
 	if (r != given)
 		log_warning("export '%s': %s returned %d from %s, not a "
-			    "negative errno; reporting EIO", e->name,
-			    e->b.name, given, op);
+			    "negative errno; reporting EIO",
+			    e->name, e->b.name, given, op);
 	/* FAST zero refused is the protocol working, not a failure. */
 	if (r == -ENOTSUP && !strcmp(op, "zero"))
 		log_debug("export '%s': %s: %s: %s", e->name, e->b.name, op,
@@ -228,14 +228,13 @@ int export_extents(struct nbdd_export *e, uint64_t count, uint64_t offset,
 	if (!(e->caps & NBDD_CAP_EXTENTS))
 		return nbdd_extents_add(out, offset, count, 0);
 	enter(e);
-	r = e->b.extents(e->handle, count, offset, flags & NBDD_F_REQ_ONE,
-			 out);
+	r = e->b.extents(e->handle, count, offset, flags & NBDD_F_REQ_ONE, out);
 	leave(e);
 	r = CHECK(e, "extents", r);
 	if (r == 0 && out->n == 0) {
 		log_warning("export '%s': %s: extents reported nothing for "
-			    "offset %llu; reporting EIO", e->name, e->b.name,
-			    (unsigned long long)offset);
+			    "offset %llu; reporting EIO",
+			    e->name, e->b.name, (unsigned long long)offset);
 		r = -EIO;
 	}
 	return r;
@@ -313,8 +312,7 @@ static uint32_t callback_caps(const struct nbdd_backend *b)
 static uint32_t implied_caps(const struct nbdd_backend *b)
 {
 	return callback_caps(b) & ~(NBDD_CAP_FUA | NBDD_CAP_FAST_ZERO |
-				     NBDD_CAP_MULTI_CONN |
-				     NBDD_CAP_ROTATIONAL);
+				    NBDD_CAP_MULTI_CONN | NBDD_CAP_ROTATIONAL);
 }
 
 static int setup_caps(struct nbdd_export *e)
@@ -376,7 +374,7 @@ static const char *block_size_problem(const struct nbdd_block_size *bs)
 
 static int setup_block_size(struct nbdd_export *e)
 {
-	struct nbdd_block_size bs = { 0 };
+	struct nbdd_block_size bs = {0};
 	const char *why;
 	int r;
 
@@ -396,7 +394,8 @@ static int setup_block_size(struct nbdd_export *e)
 		bs.maximum = MAX((uint32_t)NBDD_MAX_PAYLOAD, bs.preferred);
 	why = block_size_problem(&bs);
 	if (why)
-		return set_error(-EINVAL, "backend %s: invalid block sizes "
+		return set_error(-EINVAL,
+				 "backend %s: invalid block sizes "
 				 "(minimum %u, preferred %u, maximum %u): %s",
 				 e->b.name, bs.minimum, bs.preferred,
 				 bs.maximum, why);
@@ -415,8 +414,7 @@ static int setup_size(struct nbdd_export *e)
 	r = e->b.get_size(e->handle, &size);
 	if (r) {
 		why = reason(e, &r);
-		return set_error(r, "backend %s: get_size: %s", e->b.name,
-				 why);
+		return set_error(r, "backend %s: get_size: %s", e->b.name, why);
 	}
 	if (size % e->bs.minimum)
 		log_warning("export '%s': size %llu is not a multiple of the "
@@ -432,11 +430,15 @@ static int check_options(const struct nbdd_export_options *o)
 		return set_error(-EINVAL, "export name longer than %u bytes",
 				 NBDD_MAX_STRING);
 	if (o->description && strlen(o->description) > NBDD_MAX_STRING)
-		return set_error(-EINVAL, "export description longer than %u "
-				 "bytes", NBDD_MAX_STRING);
+		return set_error(-EINVAL,
+				 "export description longer than %u "
+				 "bytes",
+				 NBDD_MAX_STRING);
 	if (o->workers > MAX_WORKERS)
-		return set_error(-EINVAL, "workers must be 1 to %u (0: the "
-				 "default, %u)", MAX_WORKERS, DEFAULT_WORKERS);
+		return set_error(-EINVAL,
+				 "workers must be 1 to %u (0: the "
+				 "default, %u)",
+				 MAX_WORKERS, DEFAULT_WORKERS);
 	return 0;
 }
 
@@ -498,8 +500,7 @@ static int export_start(struct nbdd_export *e, const struct nbdd_param *p,
 static const struct nbdd_export_options no_options;
 
 NBDD_EXPORT int nbdd_export_new(const struct nbdd_backend *backend,
-				const struct nbdd_param *params,
-				size_t nparams,
+				const struct nbdd_param *params, size_t nparams,
 				const struct nbdd_export_options *opts,
 				struct nbdd_export **out)
 {
@@ -553,8 +554,8 @@ NBDD_EXPORT int nbdd_export_open(const char *spec,
 	r = spec_resolve(spec, &s);
 	if (r)
 		return r;
-	e = export_alloc(opts, opts->description ? opts->description
-						 : s.description,
+	e = export_alloc(opts,
+			 opts->description ? opts->description : s.description,
 			 opts->readonly || s.readonly == 1);
 	if (!e || !(e->spec = strdup(spec))) {
 		r = set_error(-ENOMEM, "out of memory");
@@ -581,8 +582,8 @@ NBDD_EXPORT struct nbdd_export *nbdd_export_ref(struct nbdd_export *e)
 
 NBDD_EXPORT void nbdd_export_unref(struct nbdd_export *e)
 {
-	if (!e || atomic_fetch_sub_explicit(&e->refs, 1,
-					    memory_order_acq_rel) != 1)
+	if (!e ||
+	    atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	/* Nobody else holds it: what was acknowledged must be durable. */
 	if (!e->readonly)
@@ -635,7 +636,8 @@ NBDD_EXPORT int nbdd_export_resize(struct nbdd_export *e, uint64_t new_size)
 		return set_error(-ENOTSUP, "backend %s cannot resize",
 				 e->b.name);
 	if (new_size % e->bs.minimum)
-		return set_error(-EINVAL, "size %llu is not a multiple of the "
+		return set_error(-EINVAL,
+				 "size %llu is not a multiple of the "
 				 "minimum block size %u",
 				 (unsigned long long)new_size, e->bs.minimum);
 	enter(e);
@@ -646,8 +648,8 @@ NBDD_EXPORT int nbdd_export_resize(struct nbdd_export *e, uint64_t new_size)
 	leave(e);
 	if (r) {
 		why = reason(e, &r);
-		return set_error(r, "backend %s: resize to %llu: %s",
-				 e->b.name, (unsigned long long)new_size, why);
+		return set_error(r, "backend %s: resize to %llu: %s", e->b.name,
+				 (unsigned long long)new_size, why);
 	}
 	atomic_store(&e->size, size);
 	return 0;

@@ -78,7 +78,8 @@ static int check_extent(const struct nbdd_extents *x, uint64_t offset,
 	}
 	if (length > UINT64_MAX - offset) {
 		nbdd_backend_error("extent at offset %llu with length %llu "
-				   "overflows", (unsigned long long)offset,
+				   "overflows",
+				   (unsigned long long)offset,
 				   (unsigned long long)length);
 		return -ERANGE;
 	}
@@ -115,6 +116,6 @@ NBDD_EXPORT int nbdd_extents_add(struct nbdd_extents *x, uint64_t offset,
 		if (r)
 			return r;
 	}
-	x->v[x->n++] = (struct extent){ offset, length, flags };
+	x->v[x->n++] = (struct extent){offset, length, flags};
 	return 0;
 }

@@ -24,8 +24,8 @@
  * The smallest table worth reading: up to .pread, the last callback ABI 1
  * requires. What a shorter struct_size leaves out counts as absent.
  */
-#define MIN_SIZE                                                         \
-	(offsetof(struct nbdd_backend, pread) +                          \
+#define MIN_SIZE                                                               \
+	(offsetof(struct nbdd_backend, pread) +                                \
 	 sizeof(((struct nbdd_backend *)0)->pread))
 /* No version of the table will ever be this large: garbage. */
 #define MAX_STRUCT_SIZE 65536u
@@ -71,22 +71,27 @@ int backend_copy(const struct nbdd_backend *in, struct nbdd_backend *out,
 		return set_error(-EINVAL, "%s: the backend table is NULL",
 				 origin);
 	if (in->abi_version > NBDD_BACKEND_ABI_VERSION)
-		return set_error(-EINVAL, "%s was built for nbdd backend ABI "
+		return set_error(-EINVAL,
+				 "%s was built for nbdd backend ABI "
 				 "%u; this nbdd supports up to %u: rebuild it "
-				 "against this nbdd", origin, in->abi_version,
+				 "against this nbdd",
+				 origin, in->abi_version,
 				 NBDD_BACKEND_ABI_VERSION);
 	if (in->abi_version == 0)
-		return set_error(-EINVAL, "%s: abi_version is 0; initialise "
-				 "the table with NBDD_BACKEND_HEADER", origin);
+		return set_error(-EINVAL,
+				 "%s: abi_version is 0; initialise "
+				 "the table with NBDD_BACKEND_HEADER",
+				 origin);
 	/* Within what ABI 1 up to ours defines, in whole pointers. */
 	if (in->struct_size < MIN_SIZE || in->struct_size > sizeof(*out) ||
 	    in->struct_size > MAX_STRUCT_SIZE ||
 	    in->struct_size % sizeof(void *))
-		return set_error(-EINVAL, "%s: struct_size %u is impossible "
+		return set_error(-EINVAL,
+				 "%s: struct_size %u is impossible "
 				 "for backend ABI %u (%zu to %zu bytes); "
 				 "initialise the table with "
-				 "NBDD_BACKEND_HEADER", origin,
-				 in->struct_size, in->abi_version,
+				 "NBDD_BACKEND_HEADER",
+				 origin, in->struct_size, in->abi_version,
 				 (size_t)MIN_SIZE, sizeof(*out));
 	memcpy(out, in, MIN((size_t)in->struct_size, sizeof(*out)));
 	why = table_problem(out);
@@ -101,8 +106,8 @@ int backend_copy(const struct nbdd_backend *in, struct nbdd_backend *out,
 static int plugin_path(const char *spec, char *buf, size_t size)
 {
 	int n = strchr(spec, '/')
-			? snprintf(buf, size, "%s", spec)
-			: snprintf(buf, size, NBDD_PLUGINDIR "/%s", spec);
+		    ? snprintf(buf, size, "%s", spec)
+		    : snprintf(buf, size, NBDD_PLUGINDIR "/%s", spec);
 
 	if (n < 0 || (size_t)n >= size)
 		return set_error(-ENAMETOOLONG, "plugin path too long");
@@ -137,10 +142,11 @@ int plugin_load(const char *spec, struct nbdd_backend *out, void **dl)
 	*(void **)&fn = dlsym(h, NBDD_BACKEND_SYMBOL);
 	if (!fn) {
 		dlclose(h);
-		return set_error(-ENOEXEC, "plugin %s has no %s(): build it "
+		return set_error(-ENOEXEC,
+				 "plugin %s has no %s(): build it "
 				 "with NBDD_BACKEND_REGISTER() from "
-				 "<nbdd/backend.h>", path,
-				 NBDD_BACKEND_SYMBOL);
+				 "<nbdd/backend.h>",
+				 path, NBDD_BACKEND_SYMBOL);
 	}
 	snprintf(origin, sizeof(origin), "plugin %s", path);
 	r = backend_copy(fn(), out, origin);

@@ -20,9 +20,9 @@
 #include "spec.h"
 
 static const struct nbdd_backend *const builtins[] = {
-	&nbdd_backend_memory,
-	&nbdd_backend_file,
-	&nbdd_backend_null,
+    &nbdd_backend_memory,
+    &nbdd_backend_file,
+    &nbdd_backend_null,
 };
 
 const struct nbdd_backend *builtin_backend(const char *name)
@@ -44,8 +44,8 @@ bool spec_is_plugin_path(const char *backend)
 {
 	size_t n = strlen(backend);
 
-	return strchr(backend, '/') || (n > 3 && !strcmp(backend + n - 3,
-							 ".so"));
+	return strchr(backend, '/') ||
+	       (n > 3 && !strcmp(backend + n - 3, ".so"));
 }
 
 bool spec_valid_name(const char *name)
@@ -113,7 +113,7 @@ int spec_add(struct backend_spec *s, char *key, char *value)
 		return -ENOMEM;
 	}
 	s->params = v;
-	v[s->nparams++] = (struct nbdd_param){ key, value };
+	v[s->nparams++] = (struct nbdd_param){key, value};
 	return 0;
 }
 
@@ -230,8 +230,10 @@ static int parse_params(struct cursor *c, struct backend_spec *s)
 		}
 		r = spec_add(s, key, value);
 		if (r == -E2BIG)
-			return spec_err(c, "too many parameters (at most "
-					   SPEC_MAX_PARAMS_STR ")");
+			return spec_err(
+			    c,
+			    "too many parameters (at most " SPEC_MAX_PARAMS_STR
+			    ")");
 		if (r)
 			return r;
 		if (*c->p == ',' && !*++c->p)
@@ -242,7 +244,7 @@ static int parse_params(struct cursor *c, struct backend_spec *s)
 
 int spec_parse(const char *text, struct backend_spec *out)
 {
-	struct cursor c = { text, text };
+	struct cursor c = {text, text};
 	const char *colon;
 	size_t len;
 	int r;
@@ -268,8 +270,7 @@ int spec_parse(const char *text, struct backend_spec *out)
 		r = parse_params(&c, out);
 		if (r) {
 			spec_free(out);
-			return r == -ENOMEM ? set_error(r, "out of memory")
-					    : r;
+			return r == -ENOMEM ? set_error(r, "out of memory") : r;
 		}
 	}
 	return 0;
@@ -318,7 +319,8 @@ int spec_resolve(const char *text, struct backend_spec *out)
 		return 0;
 	config_dir(dir, sizeof(dir));
 	if (!spec_valid_name(out->backend)) {
-		r = set_error(-EINVAL, "invalid backend name '%.100s': a "
+		r = set_error(-EINVAL,
+			      "invalid backend name '%.100s': a "
 			      "NAME for %s/NAME.conf holds only A-Z a-z 0-9 "
 			      "_ . - and does not start with '.'",
 			      out->backend, dir);
@@ -326,11 +328,12 @@ int spec_resolve(const char *text, struct backend_spec *out)
 	}
 	r = conf_load(dir, out->backend, &conf);
 	if (r == -ENOENT)
-		r = set_error(-ENOENT, "unknown backend '%s': not a built-in "
+		r = set_error(-ENOENT,
+			      "unknown backend '%s': not a built-in "
 			      "backend (%s), not a plugin path (one with a "
 			      "'/' or ending in .so), and there is no %s/%s"
-			      ".conf", out->backend, builtin_names(), dir,
-			      out->backend);
+			      ".conf",
+			      out->backend, builtin_names(), dir, out->backend);
 	if (r)
 		goto fail;
 	r = apply_overrides(&conf, out);

@@ -80,8 +80,8 @@ static void put_be64(unsigned char *p, uint64_t v)
 		p[i] = (unsigned char)v;
 }
 
-static int pattern_pread(void *handle, void *buf, size_t count,
-			 uint64_t offset, uint32_t flags)
+static int pattern_pread(void *handle, void *buf, size_t count, uint64_t offset,
+			 uint32_t flags)
 {
 	unsigned char *p = buf, word[8];
 	uint64_t base;
@@ -101,18 +101,18 @@ static int pattern_pread(void *handle, void *buf, size_t count,
 }
 
 static const struct nbdd_backend pattern = {
-	NBDD_BACKEND_HEADER,
-	.name = "pattern",
-	.description = "read-only: each 8-byte word holds its own offset",
-	.help = "size=SIZE  the disk's size (required)",
-	.thread_model = NBDD_THREAD_PARALLEL,
-	/* Pure computation: it never sleeps, so it may run inline. */
-	.flags = NBDD_BACKEND_INLINE,
-	.open = pattern_open,
-	.close = pattern_close,
-	.get_size = pattern_get_size,
-	.capabilities = pattern_capabilities,
-	.pread = pattern_pread,
+    NBDD_BACKEND_HEADER,
+    .name = "pattern",
+    .description = "read-only: each 8-byte word holds its own offset",
+    .help = "size=SIZE  the disk's size (required)",
+    .thread_model = NBDD_THREAD_PARALLEL,
+    /* Pure computation: it never sleeps, so it may run inline. */
+    .flags = NBDD_BACKEND_INLINE,
+    .open = pattern_open,
+    .close = pattern_close,
+    .get_size = pattern_get_size,
+    .capabilities = pattern_capabilities,
+    .pread = pattern_pread,
 };
 
 NBDD_BACKEND_REGISTER(pattern)

@@ -32,8 +32,8 @@
 
 static bool parse_bool(const char *v, bool *out)
 {
-	static const char *const yes[] = { "on", "true", "yes", "1" };
-	static const char *const no[] = { "off", "false", "no", "0" };
+	static const char *const yes[] = {"on", "true", "yes", "1"};
+	static const char *const no[] = {"off", "false", "no", "0"};
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(yes); i++) {
@@ -45,8 +45,8 @@ static bool parse_bool(const char *v, bool *out)
 	return false;
 }
 
-static int parse_params(const struct nbdd_param *p, size_t n,
-			const char **path, bool *direct, bool *readonly)
+static int parse_params(const struct nbdd_param *p, size_t n, const char **path,
+			bool *direct, bool *readonly)
 {
 	bool *flag;
 	size_t i;
@@ -67,7 +67,8 @@ static int parse_params(const struct nbdd_param *p, size_t n,
 		}
 		if (!parse_bool(p[i].value, flag)) {
 			nbdd_backend_error("file: %s must be on or off, not "
-					   "'%s'", p[i].key, p[i].value);
+					   "'%s'",
+					   p[i].key, p[i].value);
 			return -EINVAL;
 		}
 	}
@@ -82,7 +83,7 @@ static int parse_params(const struct nbdd_param *p, size_t n,
 /* /sys/dev/block/MAJ:MIN/queue/rotational, or its disk's for a partition. */
 static bool rotational(dev_t dev)
 {
-	static const char *const where[] = { "", "../" };
+	static const char *const where[] = {"", "../"};
 	char path[128], c = '0';
 	size_t i;
 	int fd;
@@ -124,15 +125,18 @@ static int open_error(const char *path, int err, bool direct, bool ro)
 	case EACCES:
 	case EPERM:
 		nbdd_backend_error("file: no permission to open %s for %s",
-				   path, ro ? "reading" : "reading and writing");
+				   path,
+				   ro ? "reading" : "reading and writing");
 		break;
 	case EROFS:
 		nbdd_backend_error("file: %s is on a read-only filesystem: "
-				   "export it read-only", path);
+				   "export it read-only",
+				   path);
 		break;
 	case EISDIR:
 		nbdd_backend_error("file: %s is a directory, not a regular "
-				   "file or block device", path);
+				   "file or block device",
+				   path);
 		break;
 	case EINVAL:
 		if (direct) {
@@ -158,7 +162,8 @@ static int file_probe(struct file *f, const struct stat *st)
 	f->blk = S_ISBLK(st->st_mode);
 	if (!f->blk && !S_ISREG(st->st_mode)) {
 		nbdd_backend_error("file: %s is %s, not a regular file or "
-				   "block device", f->path,
+				   "block device",
+				   f->path,
 				   S_ISDIR(st->st_mode) ? "a directory"
 							: "something else");
 		return -EINVAL;
@@ -185,7 +190,8 @@ static int file_probe(struct file *f, const struct stat *st)
 			  atomic_load(&f->size) % f->lbs)) {
 		nbdd_backend_error("file: direct=on needs a size that is a "
 				   "multiple of the alignment %u; %s is %llu "
-				   "bytes", f->lbs, f->path,
+				   "bytes",
+				   f->lbs, f->path,
 				   (unsigned long long)atomic_load(&f->size));
 		return -EINVAL;
 	}
@@ -213,7 +219,8 @@ static int check_link(const char *path, int *flags)
 		return 0;
 	nbdd_backend_error("file: %s is a symlink owned by uid %u: only "
 			   "symlinks owned by root or by the user running "
-			   "nbdd are followed", path, (unsigned)st.st_uid);
+			   "nbdd are followed",
+			   path, (unsigned)st.st_uid);
 	return -EPERM;
 }
 
@@ -325,8 +332,7 @@ static int file_flush(void *h, uint32_t flags)
 	return 0;
 }
 
-static int file_cache(void *h, uint64_t count, uint64_t offset,
-		      uint32_t flags)
+static int file_cache(void *h, uint64_t count, uint64_t offset, uint32_t flags)
 {
 	struct file *f = h;
 	int r = posix_fadvise(f->fd, (off_t)offset, (off_t)count,
@@ -353,7 +359,7 @@ static int file_extents(void *h, uint64_t count, uint64_t offset,
 			uint64_t to = d < 0 ? end : MIN(end, (uint64_t)d);
 			r = nbdd_extents_add(out, offset, to - offset,
 					     NBDD_EXTENT_HOLE |
-						     NBDD_EXTENT_ZERO);
+						 NBDD_EXTENT_ZERO);
 			offset = to;
 			continue;
 		}
@@ -377,7 +383,8 @@ static int file_resize(void *h, uint64_t new_size)
 	}
 	if (f->direct && new_size % f->lbs) {
 		nbdd_backend_error("file: with direct=on the size must be a "
-				   "multiple of %u", f->lbs);
+				   "multiple of %u",
+				   f->lbs);
 		return -EINVAL;
 	}
 	if (new_size > INT64_MAX || ftruncate(f->fd, (off_t)new_size) < 0) {
@@ -391,24 +398,24 @@ static int file_resize(void *h, uint64_t new_size)
 }
 
 const struct nbdd_backend nbdd_backend_file = {
-	NBDD_BACKEND_HEADER,
-	.name = "file",
-	.description = "a regular file or a block device",
-	.help = "path=FILE      the file or block device (required)\n"
-		"direct=on|off  O_DIRECT: bypass the page cache\n"
-		"readonly=on|off  open read-only",
-	.thread_model = NBDD_THREAD_PARALLEL,
-	.open = file_open,
-	.close = file_close,
-	.get_size = file_get_size,
-	.block_size = file_block_size,
-	.capabilities = file_capabilities,
-	.pread = file_pread,
-	.pwrite = file_pwrite,
-	.flush = file_flush,
-	.trim = file_trim,
-	.zero = file_zero,
-	.cache = file_cache,
-	.extents = file_extents,
-	.resize = file_resize,
+    NBDD_BACKEND_HEADER,
+    .name = "file",
+    .description = "a regular file or a block device",
+    .help = "path=FILE      the file or block device (required)\n"
+	    "direct=on|off  O_DIRECT: bypass the page cache\n"
+	    "readonly=on|off  open read-only",
+    .thread_model = NBDD_THREAD_PARALLEL,
+    .open = file_open,
+    .close = file_close,
+    .get_size = file_get_size,
+    .block_size = file_block_size,
+    .capabilities = file_capabilities,
+    .pread = file_pread,
+    .pwrite = file_pwrite,
+    .flush = file_flush,
+    .trim = file_trim,
+    .zero = file_zero,
+    .cache = file_cache,
+    .extents = file_extents,
+    .resize = file_resize,
 };

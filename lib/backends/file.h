@@ -13,12 +13,12 @@
 struct file {
 	int fd;
 	char *path;
-	bool blk;        /* a block device, else a regular file */
-	bool direct;     /* opened with O_DIRECT */
+	bool blk;    /* a block device, else a regular file */
+	bool direct; /* opened with O_DIRECT */
 	bool readonly;
 	bool rotational;
-	uint32_t lbs;    /* O_DIRECT alignment, or the device's sector size */
-	uint32_t pbs;    /* physical block size of a device (0: unknown) */
+	uint32_t lbs; /* O_DIRECT alignment, or the device's sector size */
+	uint32_t pbs; /* physical block size of a device (0: unknown) */
 	_Atomic uint64_t size;
 	/* What the kernel told us it cannot do, so we stop asking. */
 	atomic_bool no_punch, no_zero_range, no_dsync;

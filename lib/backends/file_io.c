@@ -21,8 +21,7 @@
 /* Never written: a source of zeroes that costs no memory. */
 static uint8_t zero_buf[PIECE] __attribute__((aligned(BOUNCE_ALIGN)));
 
-static int io_error(const struct file *f, const char *op, uint64_t off,
-		    int err)
+static int io_error(const struct file *f, const char *op, uint64_t off, int err)
 {
 	nbdd_backend_error("file: %s %s at %llu: %s", op, f->path,
 			   (unsigned long long)off, strerror(err));
@@ -66,7 +65,7 @@ static int read_at(struct file *f, void *buf, size_t count, uint64_t off)
 static ssize_t write_once(struct file *f, const void *p, size_t count,
 			  uint64_t off, bool *dsync)
 {
-	struct iovec iov = { (void *)p, count };
+	struct iovec iov = {(void *)p, count};
 	ssize_t n;
 
 	if (*dsync) {
@@ -79,11 +78,11 @@ static ssize_t write_once(struct file *f, const void *p, size_t count,
 	return pwrite(f->fd, p, count, (off_t)off);
 }
 
-static int write_at(struct file *f, const void *buf, size_t count,
-		    uint64_t off, bool fua)
+static int write_at(struct file *f, const void *buf, size_t count, uint64_t off,
+		    bool fua)
 {
-	bool dsync = fua && !atomic_load_explicit(&f->no_dsync,
-						  memory_order_relaxed);
+	bool dsync =
+	    fua && !atomic_load_explicit(&f->no_dsync, memory_order_relaxed);
 	const char *p = buf;
 	ssize_t n;
 
@@ -92,7 +91,8 @@ static int write_at(struct file *f, const void *buf, size_t count,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return io_error(f, "write", off, n < 0 ? errno : ENOSPC);
+			return io_error(f, "write", off,
+					n < 0 ? errno : ENOSPC);
 		p += n;
 		off += (uint64_t)n;
 		count -= (size_t)n;
@@ -143,8 +143,7 @@ struct piece {
 	size_t skip, n, alen;
 };
 
-static struct piece piece_at(const struct file *f, uint64_t off,
-			     size_t count)
+static struct piece piece_at(const struct file *f, uint64_t off, size_t count)
 {
 	uint64_t mask = f->lbs - 1;
 	struct piece p;
@@ -253,8 +252,8 @@ int file_pwrite(void *h, const void *buf, size_t count, uint64_t offset,
 static int falloc(struct file *f, int mode, uint64_t off, uint64_t len,
 		  atomic_bool *unsupported)
 {
-	if (unsupported && atomic_load_explicit(unsupported,
-						memory_order_relaxed))
+	if (unsupported &&
+	    atomic_load_explicit(unsupported, memory_order_relaxed))
 		return -EOPNOTSUPP;
 	while (fallocate(f->fd, mode, (off_t)off, (off_t)len) < 0) {
 		if (errno == EINTR)
@@ -300,7 +299,7 @@ int file_trim(void *h, uint64_t count, uint64_t offset, uint32_t flags)
 {
 	const int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 	struct file *f = h;
-	uint64_t range[2] = { offset, count };
+	uint64_t range[2] = {offset, count};
 	int r = 0;
 
 	if (f->blk && inner_blocks(f, &range[0], &range[1]) &&
@@ -313,8 +312,7 @@ int file_trim(void *h, uint64_t count, uint64_t offset, uint32_t flags)
 	return r == 0 && (flags & NBDD_F_FUA) ? sync_data(f) : r;
 }
 
-static int reg_zero(struct file *f, uint64_t count, uint64_t off,
-		    bool may_trim)
+static int reg_zero(struct file *f, uint64_t count, uint64_t off, bool may_trim)
 {
 	const int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 	int r;
@@ -341,8 +339,8 @@ static int reg_zero(struct file *f, uint64_t count, uint64_t off,
  * back to writing (so it is the FAST one); ZERO_RANGE and BLKZEROOUT may
  * write. Both want whole sectors: the edges are written as zeroes.
  */
-static int blk_zero(struct file *f, uint64_t count, uint64_t off,
-		    bool may_trim, bool fast)
+static int blk_zero(struct file *f, uint64_t count, uint64_t off, bool may_trim,
+		    bool fast)
 {
 	const int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 	uint64_t s = off, len = count, range[2];
@@ -360,8 +358,8 @@ static int blk_zero(struct file *f, uint64_t count, uint64_t off,
 		range[0] = s;
 		range[1] = len;
 		r = ioctl(f->fd, BLKZEROOUT, range) < 0
-			    ? io_error(f, "zeroout", s, errno)
-			    : 0;
+			? io_error(f, "zeroout", s, errno)
+			: 0;
 	}
 	if (r == 0 && s > off)
 		r = write_zeroes(f, s - off, off);

@@ -67,7 +67,7 @@ struct slab {
 struct arena {
 	pthread_mutex_t lock;
 	char *cur, *end; /* unused tail of the newest slab */
-	void **free;     /* chunks given back, zeroed */
+	void **free;	 /* chunks given back, zeroed */
 	size_t nfree, free_cap;
 	struct slab *slabs;
 	size_t nslabs, slabs_cap;
@@ -95,8 +95,8 @@ static int slab_new(struct mem *m)
 
 	/* A small disk does not reserve a large slab. */
 	if (want < len)
-		len = MAX(CHUNK_SIZE, (size_t)(want + CHUNK_SIZE - 1) &
-					      ~(CHUNK_SIZE - 1));
+		len = MAX(CHUNK_SIZE,
+			  (size_t)(want + CHUNK_SIZE - 1) & ~(CHUNK_SIZE - 1));
 	if (a->nslabs == a->slabs_cap) {
 		size_t cap = a->slabs_cap ? a->slabs_cap * 2 : 16;
 		v = realloc(a->slabs, cap * sizeof(*v));
@@ -111,7 +111,7 @@ static int slab_new(struct mem *m)
 		return -ENOMEM;
 	/* A huge page would make one small write cost 2 MiB. */
 	(void)madvise(p, len, MADV_NOHUGEPAGE);
-	a->slabs[a->nslabs++] = (struct slab){ p, len };
+	a->slabs[a->nslabs++] = (struct slab){p, len};
 	a->cur = p;
 	a->end = (char *)p + len;
 	return 0;
@@ -196,9 +196,8 @@ static struct node *node_install(slot_t *p)
 
 	if (!n)
 		return NULL;
-	if (!atomic_compare_exchange_strong_explicit(p, &seen, n,
-						     memory_order_acq_rel,
-						     memory_order_acquire)) {
+	if (!atomic_compare_exchange_strong_explicit(
+		p, &seen, n, memory_order_acq_rel, memory_order_acquire)) {
 		free(n);
 		return seen;
 	}
@@ -257,9 +256,8 @@ static void *chunk_make(struct mem *m, slot_t *p)
 	c = chunk_alloc(m);
 	if (!c)
 		return NULL;
-	if (!atomic_compare_exchange_strong_explicit(p, &seen, c,
-						     memory_order_acq_rel,
-						     memory_order_acquire)) {
+	if (!atomic_compare_exchange_strong_explicit(
+		p, &seen, c, memory_order_acq_rel, memory_order_acquire)) {
 		chunk_release(m, c, false);
 		return seen;
 	}
@@ -287,8 +285,8 @@ static void chunk_read(struct mem *m, uint64_t ci, size_t off, char *buf,
 	} while (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq);
 }
 
-static int chunk_write(struct mem *m, uint64_t ci, size_t off,
-		       const char *buf, size_t n)
+static int chunk_write(struct mem *m, uint64_t ci, size_t off, const char *buf,
+		       size_t n)
 {
 	pthread_rwlock_t *l = &stripe(m, ci)->lock;
 	slot_t *p;
@@ -368,7 +366,8 @@ static bool in_range(struct mem *m, uint64_t offset, uint64_t count)
 	/* The size may have shrunk since the engine checked the request. */
 	if (offset > size || count > size - offset) {
 		nbdd_backend_error("memory: %llu bytes at %llu lie beyond the "
-				   "end (%llu)", (unsigned long long)count,
+				   "end (%llu)",
+				   (unsigned long long)count,
 				   (unsigned long long)offset,
 				   (unsigned long long)size);
 		return false;
@@ -444,8 +443,8 @@ static int mem_zero(void *h, uint64_t count, uint64_t offset, uint32_t flags)
 	return 0;
 }
 
-static int mem_extents(void *h, uint64_t count, uint64_t offset,
-		       uint32_t flags, struct nbdd_extents *out)
+static int mem_extents(void *h, uint64_t count, uint64_t offset, uint32_t flags,
+		       struct nbdd_extents *out)
 {
 	struct mem *m = h;
 	uint64_t size = atomic_load(&m->size), end, ci, next, len;
@@ -461,8 +460,8 @@ static int mem_extents(void *h, uint64_t count, uint64_t offset,
 			next = ci + 1;
 		len = MIN(end, next << CHUNK_SHIFT) - offset;
 		f = next == ci + 1 && chunk_get(m, ci)
-			    ? 0
-			    : NBDD_EXTENT_HOLE | NBDD_EXTENT_ZERO;
+			? 0
+			: NBDD_EXTENT_HOLE | NBDD_EXTENT_ZERO;
 		r = nbdd_extents_add(out, offset, len, f);
 		if (r)
 			return r;
@@ -499,10 +498,9 @@ static int mem_resize(void *h, uint64_t new_size)
 
 static int mem_capabilities(void *h, uint32_t *caps)
 {
-	*caps = NBDD_CAP_WRITE | NBDD_CAP_FLUSH | NBDD_CAP_FUA |
-		NBDD_CAP_TRIM | NBDD_CAP_ZERO | NBDD_CAP_FAST_ZERO |
-		NBDD_CAP_CACHE | NBDD_CAP_EXTENTS | NBDD_CAP_MULTI_CONN |
-		NBDD_CAP_RESIZE;
+	*caps = NBDD_CAP_WRITE | NBDD_CAP_FLUSH | NBDD_CAP_FUA | NBDD_CAP_TRIM |
+		NBDD_CAP_ZERO | NBDD_CAP_FAST_ZERO | NBDD_CAP_CACHE |
+		NBDD_CAP_EXTENTS | NBDD_CAP_MULTI_CONN | NBDD_CAP_RESIZE;
 	return 0;
 }
 
@@ -535,8 +533,9 @@ static void mem_close(void *h)
 {
 	struct mem *m = h;
 	struct arena *a = &m->arena;
-	size_t i, ntop = (size_t)((m->max_size - 1) >> (CHUNK_SHIFT +
-							 TREE_SHIFT)) + 1;
+	size_t i,
+	    ntop =
+		(size_t)((m->max_size - 1) >> (CHUNK_SHIFT + TREE_SHIFT)) + 1;
 	struct node *n;
 
 	for (i = 0; m->max_size && i < ntop; i++) {
@@ -610,8 +609,8 @@ static int mem_open(const struct nbdd_param *params, size_t nparams,
 	pthread_mutex_init(&m->arena.lock, NULL);
 	/* Trim must not starve behind a stream of reads on its stripe. */
 	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr,
-		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlockattr_setkind_np(
+	    &attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	for (i = 0; i < NSTRIPES; i++)
 		pthread_rwlock_init(&m->stripes[i].lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
@@ -620,22 +619,22 @@ static int mem_open(const struct nbdd_param *params, size_t nparams,
 }
 
 const struct nbdd_backend nbdd_backend_memory = {
-	NBDD_BACKEND_HEADER,
-	.name = "memory",
-	.description = "sparse RAM disk: only written data uses memory",
-	.help = "size=SIZE  the disk's size, up to 8E (required)",
-	.thread_model = NBDD_THREAD_PARALLEL,
-	.flags = NBDD_BACKEND_INLINE,
-	.open = mem_open,
-	.close = mem_close,
-	.get_size = mem_get_size,
-	.capabilities = mem_capabilities,
-	.pread = mem_pread,
-	.pwrite = mem_pwrite,
-	.flush = mem_flush,
-	.trim = mem_trim,
-	.zero = mem_zero,
-	.cache = mem_cache,
-	.extents = mem_extents,
-	.resize = mem_resize,
+    NBDD_BACKEND_HEADER,
+    .name = "memory",
+    .description = "sparse RAM disk: only written data uses memory",
+    .help = "size=SIZE  the disk's size, up to 8E (required)",
+    .thread_model = NBDD_THREAD_PARALLEL,
+    .flags = NBDD_BACKEND_INLINE,
+    .open = mem_open,
+    .close = mem_close,
+    .get_size = mem_get_size,
+    .capabilities = mem_capabilities,
+    .pread = mem_pread,
+    .pwrite = mem_pwrite,
+    .flush = mem_flush,
+    .trim = mem_trim,
+    .zero = mem_zero,
+    .cache = mem_cache,
+    .extents = mem_extents,
+    .resize = mem_resize,
 };

@@ -27,12 +27,14 @@ static int null_open(const struct nbdd_param *p, size_t n, int readonly,
 	for (i = 0; i < n; i++) {
 		if (strcmp(p[i].key, "size")) {
 			nbdd_backend_error("null: unknown parameter '%s' (null "
-					   "takes size=SIZE)", p[i].key);
+					   "takes size=SIZE)",
+					   p[i].key);
 			return -EINVAL;
 		}
 		if (nbdd_parse_size(p[i].value, &size) || size > MAX_SIZE) {
 			nbdd_backend_error("null: size '%s' is not a size from "
-					   "0 to 8E (e.g. 1T)", p[i].value);
+					   "0 to 8E (e.g. 1T)",
+					   p[i].value);
 			return -EINVAL;
 		}
 		have = true;
@@ -63,10 +65,9 @@ static int null_get_size(void *h, uint64_t *size)
 
 static int null_capabilities(void *h, uint32_t *caps)
 {
-	*caps = NBDD_CAP_WRITE | NBDD_CAP_FLUSH | NBDD_CAP_FUA |
-		NBDD_CAP_TRIM | NBDD_CAP_ZERO | NBDD_CAP_FAST_ZERO |
-		NBDD_CAP_CACHE | NBDD_CAP_EXTENTS | NBDD_CAP_MULTI_CONN |
-		NBDD_CAP_RESIZE;
+	*caps = NBDD_CAP_WRITE | NBDD_CAP_FLUSH | NBDD_CAP_FUA | NBDD_CAP_TRIM |
+		NBDD_CAP_ZERO | NBDD_CAP_FAST_ZERO | NBDD_CAP_CACHE |
+		NBDD_CAP_EXTENTS | NBDD_CAP_MULTI_CONN | NBDD_CAP_RESIZE;
 	return 0;
 }
 
@@ -77,8 +78,8 @@ static int null_pread(void *h, void *buf, size_t count, uint64_t offset,
 	return 0;
 }
 
-static int null_pwrite(void *h, const void *buf, size_t count,
-		       uint64_t offset, uint32_t flags)
+static int null_pwrite(void *h, const void *buf, size_t count, uint64_t offset,
+		       uint32_t flags)
 {
 	return 0;
 }
@@ -112,22 +113,22 @@ static int null_resize(void *h, uint64_t new_size)
 }
 
 const struct nbdd_backend nbdd_backend_null = {
-	NBDD_BACKEND_HEADER,
-	.name = "null",
-	.description = "reads zeroes, discards writes (for benchmarks)",
-	.help = "size=SIZE  the disk's size, up to 8E (required)",
-	.thread_model = NBDD_THREAD_PARALLEL,
-	.flags = NBDD_BACKEND_INLINE,
-	.open = null_open,
-	.close = null_close,
-	.get_size = null_get_size,
-	.capabilities = null_capabilities,
-	.pread = null_pread,
-	.pwrite = null_pwrite,
-	.flush = null_flush,
-	.trim = null_nop,
-	.zero = null_nop,
-	.cache = null_nop,
-	.extents = null_extents,
-	.resize = null_resize,
+    NBDD_BACKEND_HEADER,
+    .name = "null",
+    .description = "reads zeroes, discards writes (for benchmarks)",
+    .help = "size=SIZE  the disk's size, up to 8E (required)",
+    .thread_model = NBDD_THREAD_PARALLEL,
+    .flags = NBDD_BACKEND_INLINE,
+    .open = null_open,
+    .close = null_close,
+    .get_size = null_get_size,
+    .capabilities = null_capabilities,
+    .pread = null_pread,
+    .pwrite = null_pwrite,
+    .flush = null_flush,
+    .trim = null_nop,
+    .zero = null_nop,
+    .cache = null_nop,
+    .extents = null_extents,
+    .resize = null_resize,
 };

@@ -31,7 +31,8 @@ static int setup(void **state)
 {
 	const char *b = getenv("B");
 
-	snprintf(dir, sizeof(dir), "%s/file-test-XXXXXX", b && *b ? b : "build");
+	snprintf(dir, sizeof(dir), "%s/file-test-XXXXXX",
+		 b && *b ? b : "build");
 	if (!mkdtemp(dir))
 		return -1;
 	snprintf(path, sizeof(path), "%s/disk.img", dir);
@@ -58,7 +59,7 @@ static void make_file(uint64_t size)
 
 static int try_open(const char *extra, int readonly, void **h)
 {
-	struct nbdd_param p[3] = { { "path", path } };
+	struct nbdd_param p[3] = {{"path", path}};
 	size_t n = 1;
 
 	if (extra) {
@@ -95,7 +96,7 @@ static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
 
 static void test_open_errors(void **state)
 {
-	struct nbdd_param p[2] = { { "path", "/nonexistent/disk" } };
+	struct nbdd_param p[2] = {{"path", "/nonexistent/disk"}};
 	void *h;
 
 	assert_int_equal(B->open(p, 1, 0, &h), -ENOENT);
@@ -109,14 +110,14 @@ static void test_open_errors(void **state)
 	assert_non_null(strstr(take_backend_error(), "is a directory"));
 	p[0].value = "/dev/null";
 	assert_int_equal(B->open(p, 1, 1, &h), -EINVAL);
-	assert_non_null(strstr(take_backend_error(),
-			       "not a regular file or block device"));
+	assert_non_null(
+	    strstr(take_backend_error(), "not a regular file or block device"));
 	make_file(4096);
 	p[0].value = path;
-	p[1] = (struct nbdd_param){ "direct", "maybe" };
+	p[1] = (struct nbdd_param){"direct", "maybe"};
 	assert_int_equal(B->open(p, 2, 0, &h), -EINVAL);
 	assert_non_null(strstr(take_backend_error(), "on or off"));
-	p[1] = (struct nbdd_param){ "colour", "blue" };
+	p[1] = (struct nbdd_param){"colour", "blue"};
 	assert_int_equal(B->open(p, 2, 0, &h), -EINVAL);
 	assert_non_null(strstr(take_backend_error(), "unknown parameter"));
 	if (geteuid() != 0) {
@@ -163,8 +164,8 @@ static void test_read_write_extents(void **state)
 
 	/* Asked from the middle of the data: starts exactly there. */
 	extents_init(&x, (4 << 20) + 100, 1000, 1);
-	assert_int_equal(B->extents(h, 1000, (4 << 20) + 100, NBDD_F_REQ_ONE,
-				    &x), 0);
+	assert_int_equal(
+	    B->extents(h, 1000, (4 << 20) + 100, NBDD_F_REQ_ONE, &x), 0);
 	assert_int_equal(x.n, 1);
 	assert_int_equal(x.v[0].length, 1000);
 	assert_int_equal(x.v[0].flags, 0);
@@ -224,8 +225,8 @@ static void test_zero(void **state)
 	assert_int_equal(disk_usage(), used);
 
 	/* MAY_TRIM: a hole; FAST is honoured where fallocate works. */
-	assert_int_equal(B->zero(h, 512 << 10, 512 << 10,
-				 NBDD_F_MAY_TRIM | NBDD_F_FAST), 0);
+	assert_int_equal(
+	    B->zero(h, 512 << 10, 512 << 10, NBDD_F_MAY_TRIM | NBDD_F_FAST), 0);
 	assert_true(disk_usage() <= used - (512 << 10));
 	assert_int_equal(B->pread(h, back, sizeof(back), 600 << 10, 0), 0);
 	assert_true(all_bytes(back, sizeof(back), 0));
@@ -261,8 +262,8 @@ static void test_fua(void **state)
 
 static void test_readonly(void **state)
 {
-	struct nbdd_export_options o = { .name = "ro" };
-	uint8_t buf[16] = { 0 };
+	struct nbdd_export_options o = {.name = "ro"};
+	uint8_t buf[16] = {0};
 	char spec[700];
 	struct nbdd_export *e;
 	uint32_t caps;
@@ -315,7 +316,7 @@ static void *open_direct(void)
 static void test_direct_unaligned(void **state)
 {
 	uint8_t *buf = malloc(3 << 20), *back = malloc(3 << 20);
-	struct nbdd_block_size bs = { 0 };
+	struct nbdd_block_size bs = {0};
 	size_t i;
 	void *h;
 	int fd;
@@ -392,7 +393,7 @@ static void test_direct_partial_blocks_race(void **state)
 		return;
 	}
 	for (i = 0; i < RMW_THREADS; i++) {
-		w[i] = (struct rmw){ h, i };
+		w[i] = (struct rmw){h, i};
 		assert_int_equal(pthread_create(&t[i], NULL, rmw_writer, &w[i]),
 				 0);
 	}
@@ -411,15 +412,15 @@ static void test_direct_partial_blocks_race(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open_errors),
-		cmocka_unit_test(test_read_write_extents),
-		cmocka_unit_test(test_trim_makes_holes),
-		cmocka_unit_test(test_zero),
-		cmocka_unit_test(test_fua),
-		cmocka_unit_test(test_readonly),
-		cmocka_unit_test(test_resize),
-		cmocka_unit_test(test_direct_unaligned),
-		cmocka_unit_test(test_direct_partial_blocks_race),
+	    cmocka_unit_test(test_open_errors),
+	    cmocka_unit_test(test_read_write_extents),
+	    cmocka_unit_test(test_trim_makes_holes),
+	    cmocka_unit_test(test_zero),
+	    cmocka_unit_test(test_fua),
+	    cmocka_unit_test(test_readonly),
+	    cmocka_unit_test(test_resize),
+	    cmocka_unit_test(test_direct_unaligned),
+	    cmocka_unit_test(test_direct_partial_blocks_race),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

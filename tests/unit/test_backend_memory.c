@@ -25,7 +25,7 @@ static const struct nbdd_backend *B = &nbdd_backend_memory;
 
 static void *mem_open(const char *size)
 {
-	struct nbdd_param p = { "size", size };
+	struct nbdd_param p = {"size", size};
 	void *h = NULL;
 
 	if (B->open(&p, 1, 0, &h))
@@ -121,15 +121,14 @@ static void test_read_write(void **state)
 static void test_one_terabyte_sparse(void **state)
 {
 	void *h = mem_open("1T");
-	uint64_t offs[] = { 0, 1ull << 39, (1ull << 40) - 4096,
-			   (5ull << 30) - 100 };
+	uint64_t offs[] = {0, 1ull << 39, (1ull << 40) - 4096,
+			   (5ull << 30) - 100};
 	uint8_t buf[4096], back[4096];
 	size_t i;
 
 	memset(buf, 0x5a, sizeof(buf));
 	for (i = 0; i < ARRAY_SIZE(offs); i++)
-		assert_int_equal(B->pwrite(h, buf, sizeof(buf), offs[i], 0),
-				 0);
+		assert_int_equal(B->pwrite(h, buf, sizeof(buf), offs[i], 0), 0);
 	for (i = 0; i < ARRAY_SIZE(offs); i++) {
 		assert_int_equal(B->pread(h, back, sizeof(back), offs[i], 0),
 				 0);
@@ -142,9 +141,9 @@ static void test_one_terabyte_sparse(void **state)
 
 static void test_huge_size(void **state)
 {
-	struct nbdd_param p = { "size", "16E" };
+	struct nbdd_param p = {"size", "16E"};
 	void *h = mem_open("8E");
-	uint8_t buf[512] = { 1, 2, 3 }, back[512];
+	uint8_t buf[512] = {1, 2, 3}, back[512];
 	uint64_t end = 1ull << 63;
 
 	assert_int_equal(B->pwrite(h, buf, 512, end - 512, 0), 0);
@@ -177,8 +176,8 @@ static void test_rss_follows_data(void **state)
 				 0);
 	written = rss_bytes() - before;
 	/* Within 10% of what was written, plus a small constant. */
-	if (written < (long)total || written > (long)total * 11 / 10 +
-						       (1 << 20))
+	if (written < (long)total ||
+	    written > (long)total * 11 / 10 + (1 << 20))
 		fail_msg("RSS grew by %ld for %zu bytes written", written,
 			 total);
 	assert_int_equal(allocated(h, 0, 1ull << 40), total);
@@ -237,7 +236,7 @@ static void test_zero_and_trim(void **state)
 static void test_extents_merge_and_req_one(void **state)
 {
 	void *h = mem_open("1G");
-	uint8_t buf[65536] = { 9 };
+	uint8_t buf[65536] = {9};
 	struct nbdd_extents x;
 
 	assert_int_equal(B->pwrite(h, buf, sizeof(buf), 10 * CHUNK, 0), 0);
@@ -253,9 +252,8 @@ static void test_extents_merge_and_req_one(void **state)
 	extents_free(&x);
 
 	extents_init(&x, 10 * CHUNK + 5, 1 << 20, 1);
-	assert_int_equal(B->extents(h, 1 << 20, 10 * CHUNK + 5, NBDD_F_REQ_ONE,
-				    &x),
-			 0);
+	assert_int_equal(
+	    B->extents(h, 1 << 20, 10 * CHUNK + 5, NBDD_F_REQ_ONE, &x), 0);
 	assert_int_equal(x.n, 1);
 	assert_int_equal(x.v[0].length, 2 * CHUNK - 5);
 	extents_free(&x);
@@ -347,7 +345,7 @@ static void test_concurrent_writers(void **state)
 	int i;
 
 	for (i = 0; i < THREADS + 2; i++) {
-		w[i] = (struct worker){ h, i };
+		w[i] = (struct worker){h, i};
 		assert_int_equal(pthread_create(&t[i], NULL,
 						i < THREADS ? writer : reader,
 						&w[i]),
@@ -357,8 +355,8 @@ static void test_concurrent_writers(void **state)
 		pthread_join(t[i], NULL);
 	for (i = 0; i < THREADS; i++) {
 		size_t j;
-		assert_int_equal(B->pread(h, back, REGION,
-					  (uint64_t)i * REGION, 0), 0);
+		assert_int_equal(
+		    B->pread(h, back, REGION, (uint64_t)i * REGION, 0), 0);
 		for (j = 0; j < REGION; j++)
 			if (back[j] != i * 16 + 4)
 				fail_msg("thread %d byte %zu: %u", i, j,
@@ -400,7 +398,7 @@ static void test_reads_never_see_reused_chunks(void **state)
 {
 	atomic_int stop = 0;
 	void *h = mem_open("64M");
-	struct churn x = { h, 0, 0x11, &stop }, y = { h, 1 << 20, 0x22, &stop };
+	struct churn x = {h, 0, 0x11, &stop}, y = {h, 1 << 20, 0x22, &stop};
 	uint8_t buf[65536];
 	pthread_t t[2];
 	int i, j;
@@ -409,7 +407,8 @@ static void test_reads_never_see_reused_chunks(void **state)
 	assert_int_equal(pthread_create(&t[1], NULL, churner, &y), 0);
 	for (i = 0; i < 10000; i++) {
 		assert_int_equal(B->pread(h, buf, sizeof(buf),
-					  (uint64_t)(i % 16) * 65536, 0), 0);
+					  (uint64_t)(i % 16) * 65536, 0),
+				 0);
 		for (j = 0; j < (int)sizeof(buf); j++)
 			if (buf[j] != 0x11 && buf[j] != 0)
 				fail_msg("read %d: byte %d is 0x%x", i, j,
@@ -451,8 +450,8 @@ static void test_trim_under_mlockall(void **state)
 	assert_int_equal(B->pread(h, back, sizeof(back), 0, 0), 0);
 	assert_true(all_zero(back, sizeof(back)));
 	munlockall();
-	print_message("RSS %ld -> %ld after trimming 16 MiB (locked)\n",
-		      before, after);
+	print_message("RSS %ld -> %ld after trimming 16 MiB (locked)\n", before,
+		      after);
 	if (dontneed_locked_works())
 		assert_true(after < before - (8 << 20));
 	free(buf);
@@ -462,15 +461,14 @@ static void test_trim_under_mlockall(void **state)
 static void test_through_export(void **state)
 {
 	struct nbdd_export *e;
-	uint8_t buf[4096] = { 1 };
+	uint8_t buf[4096] = {1};
 
 	assert_int_equal(nbdd_export_open("memory:size=1T", NULL, &e), 0);
-	assert_int_equal(nbdd_export_capabilities(e),
-			 NBDD_CAP_WRITE | NBDD_CAP_FLUSH | NBDD_CAP_FUA |
-				 NBDD_CAP_TRIM | NBDD_CAP_ZERO |
-				 NBDD_CAP_FAST_ZERO | NBDD_CAP_CACHE |
-				 NBDD_CAP_EXTENTS | NBDD_CAP_MULTI_CONN |
-				 NBDD_CAP_RESIZE);
+	assert_int_equal(
+	    nbdd_export_capabilities(e),
+	    NBDD_CAP_WRITE | NBDD_CAP_FLUSH | NBDD_CAP_FUA | NBDD_CAP_TRIM |
+		NBDD_CAP_ZERO | NBDD_CAP_FAST_ZERO | NBDD_CAP_CACHE |
+		NBDD_CAP_EXTENTS | NBDD_CAP_MULTI_CONN | NBDD_CAP_RESIZE);
 	assert_true(export_is_inline(e));
 	assert_int_equal(export_pwrite(e, buf, 4096, 1ull << 35, NBDD_F_FUA),
 			 0);
@@ -483,17 +481,17 @@ static void test_through_export(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_read_write),
-		cmocka_unit_test(test_one_terabyte_sparse),
-		cmocka_unit_test(test_huge_size),
-		cmocka_unit_test(test_rss_follows_data),
-		cmocka_unit_test(test_zero_and_trim),
-		cmocka_unit_test(test_extents_merge_and_req_one),
-		cmocka_unit_test(test_resize),
-		cmocka_unit_test(test_concurrent_writers),
-		cmocka_unit_test(test_reads_never_see_reused_chunks),
-		cmocka_unit_test(test_trim_under_mlockall),
-		cmocka_unit_test(test_through_export),
+	    cmocka_unit_test(test_read_write),
+	    cmocka_unit_test(test_one_terabyte_sparse),
+	    cmocka_unit_test(test_huge_size),
+	    cmocka_unit_test(test_rss_follows_data),
+	    cmocka_unit_test(test_zero_and_trim),
+	    cmocka_unit_test(test_extents_merge_and_req_one),
+	    cmocka_unit_test(test_resize),
+	    cmocka_unit_test(test_concurrent_writers),
+	    cmocka_unit_test(test_reads_never_see_reused_chunks),
+	    cmocka_unit_test(test_trim_under_mlockall),
+	    cmocka_unit_test(test_through_export),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

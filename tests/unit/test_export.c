@@ -26,7 +26,7 @@ static struct {
 	int pwrites, flushes, zeros, trims, caches, closes, resizes;
 	uint32_t last_flags;
 	char order[16]; /* "F" flush, "C" close */
-	int fail;       /* returned by pread when non-zero */
+	int fail;	/* returned by pread when non-zero */
 	const char *fail_msg;
 	uint32_t caps;
 	struct nbdd_block_size bs;
@@ -79,7 +79,7 @@ static int t_block_size(void *h, struct nbdd_block_size *bs)
 /* Sleep a little inside the call and notice anyone else inside too. */
 static void occupy(void)
 {
-	struct timespec ts = { 0, 2 * 1000 * 1000 };
+	struct timespec ts = {0, 2 * 1000 * 1000};
 
 	if (atomic_fetch_add(&tb.inside, 1) > 0)
 		atomic_store(&tb.overlap, 1);
@@ -87,8 +87,7 @@ static void occupy(void)
 	atomic_fetch_sub(&tb.inside, 1);
 }
 
-static int t_pread(void *h, void *buf, size_t count, uint64_t off,
-		   uint32_t f)
+static int t_pread(void *h, void *buf, size_t count, uint64_t off, uint32_t f)
 {
 	if (tb.fail) {
 		if (tb.fail_msg)
@@ -154,20 +153,20 @@ static int t_resize(void *h, uint64_t size)
 
 /* Everything present; tests remove what they do not want. */
 static const struct nbdd_backend full = {
-	NBDD_BACKEND_HEADER,
-	.name = "tb",
-	.thread_model = NBDD_THREAD_PARALLEL,
-	.open = t_open,
-	.close = t_close,
-	.get_size = t_size,
-	.pread = t_pread,
-	.pwrite = t_pwrite,
-	.flush = t_flush,
-	.trim = t_trim,
-	.zero = t_zero,
-	.cache = t_cache,
-	.extents = t_extents,
-	.resize = t_resize,
+    NBDD_BACKEND_HEADER,
+    .name = "tb",
+    .thread_model = NBDD_THREAD_PARALLEL,
+    .open = t_open,
+    .close = t_close,
+    .get_size = t_size,
+    .pread = t_pread,
+    .pwrite = t_pwrite,
+    .flush = t_flush,
+    .trim = t_trim,
+    .zero = t_zero,
+    .cache = t_cache,
+    .extents = t_extents,
+    .resize = t_resize,
 };
 
 static int reset(void **state)
@@ -179,8 +178,7 @@ static int reset(void **state)
 static struct nbdd_export *open_with(const struct nbdd_backend *b,
 				     bool readonly)
 {
-	struct nbdd_export_options o = { .name = "exp",
-					 .readonly = readonly };
+	struct nbdd_export_options o = {.name = "exp", .readonly = readonly};
 	struct nbdd_export *e = NULL;
 
 	if (nbdd_export_new(b, NULL, 0, &o, &e))
@@ -233,8 +231,9 @@ static void test_zero_by_pwrite(void **state)
 	assert_true(export_eflags(e) & NBD_FLAG_SEND_WRITE_ZEROES);
 	memset(tb.data, 0xff, SIZE);
 	/* 3 MiB + 1 byte: four writes of at most 1 MiB. */
-	assert_int_equal(export_zero(e, (3u << 20) + 1, 100,
-				     NBDD_F_MAY_TRIM | NBDD_F_FUA), 0);
+	assert_int_equal(
+	    export_zero(e, (3u << 20) + 1, 100, NBDD_F_MAY_TRIM | NBDD_F_FUA),
+	    0);
 	assert_int_equal(tb.pwrites, 4);
 	assert_int_equal(tb.flushes, 1);
 	assert_int_equal(tb.data[99], 0xff);
@@ -252,7 +251,7 @@ static void test_zero_chunks_respect_maximum(void **state)
 
 	b.zero = NULL;
 	b.block_size = t_block_size;
-	tb.bs = (struct nbdd_block_size){ 512, 4096, 65536 };
+	tb.bs = (struct nbdd_block_size){512, 4096, 65536};
 	e = open_with(&b, false);
 	assert_int_equal(export_zero(e, 1 << 20, 0, 0), 0);
 	assert_int_equal(tb.pwrites, 16);
@@ -370,13 +369,13 @@ static void test_caps_implied(void **state)
 	uint16_t f = export_eflags(e);
 
 	assert_int_equal(c, NBDD_CAP_WRITE | NBDD_CAP_FLUSH | NBDD_CAP_TRIM |
-				    NBDD_CAP_ZERO | NBDD_CAP_CACHE |
-				    NBDD_CAP_EXTENTS | NBDD_CAP_RESIZE);
+				NBDD_CAP_ZERO | NBDD_CAP_CACHE |
+				NBDD_CAP_EXTENTS | NBDD_CAP_RESIZE);
 	assert_int_equal(f, NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH |
-				    NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM |
-				    NBD_FLAG_SEND_WRITE_ZEROES |
-				    NBD_FLAG_SEND_FAST_ZERO |
-				    NBD_FLAG_SEND_DF | NBD_FLAG_SEND_CACHE);
+				NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM |
+				NBD_FLAG_SEND_WRITE_ZEROES |
+				NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_DF |
+				NBD_FLAG_SEND_CACHE);
 	assert_false(nbdd_export_readonly(e));
 	assert_false(export_is_inline(e));
 	assert_int_equal(e->workers, 8);
@@ -395,14 +394,14 @@ static void test_caps_readonly(void **state)
 	assert_true(nbdd_export_readonly(e));
 	assert_int_equal(nbdd_export_capabilities(e),
 			 NBDD_CAP_FLUSH | NBDD_CAP_CACHE | NBDD_CAP_EXTENTS |
-				 NBDD_CAP_MULTI_CONN | NBDD_CAP_ROTATIONAL);
+			     NBDD_CAP_MULTI_CONN | NBDD_CAP_ROTATIONAL);
 	f = export_eflags(e);
 	assert_true(f & NBD_FLAG_READ_ONLY);
 	assert_true(f & NBD_FLAG_CAN_MULTI_CONN);
 	assert_true(f & NBD_FLAG_ROTATIONAL);
 	assert_false(f & (NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM |
-			  NBD_FLAG_SEND_WRITE_ZEROES |
-			  NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_RESIZE));
+			  NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO |
+			  NBD_FLAG_SEND_RESIZE));
 	assert_int_equal(export_pwrite(e, "x", 1, 0, 0), -EPERM);
 	assert_int_equal(export_trim(e, 1, 0, 0), -EPERM);
 	assert_int_equal(export_zero(e, 1, 0, 0), -EPERM);
@@ -427,8 +426,8 @@ static void test_caps_need_callbacks(void **state)
 	e = open_with(&b, false);
 	assert_int_equal(nbdd_export_capabilities(e),
 			 NBDD_CAP_WRITE | NBDD_CAP_MULTI_CONN);
-	assert_false(export_eflags(e) & (NBD_FLAG_SEND_FUA |
-					 NBD_FLAG_SEND_FLUSH));
+	assert_false(export_eflags(e) &
+		     (NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_FLUSH));
 	assert_true(export_eflags(e) & NBD_FLAG_CAN_MULTI_CONN);
 	assert_int_equal(export_trim(e, 1, 0, 0), -ENOTSUP);
 	assert_int_equal(export_flush(e), 0);
@@ -482,13 +481,13 @@ static void test_error_mapping(void **state)
 
 static void test_open_failure(void **state)
 {
-	struct nbdd_param p = { "fail", "no device" };
+	struct nbdd_param p = {"fail", "no device"};
 	struct nbdd_export *e = NULL;
 
 	assert_int_equal(nbdd_export_new(&full, &p, 1, NULL, &e), -ENODEV);
 	assert_null(e);
 	assert_non_null(strstr(nbdd_last_error(), "tb: cannot open: no "
-						   "device"));
+						  "device"));
 	assert_int_equal(tb.closes, 0);
 }
 
@@ -498,15 +497,15 @@ static void test_bad_block_sizes(void **state)
 		struct nbdd_block_size bs;
 		const char *msg; /* NULL: accepted */
 	} cases[] = {
-		{ { 3, 0, 0 }, "power of two" },
-		{ { 131072, 0, 0 }, "from 1 to 65536" },
-		{ { 4096, 512, 0 }, "at least the minimum" },
-		{ { 4096, 3 << 12, 0 }, "at least the minimum" },
-		{ { 512, 64u << 20, 0 }, "at most 32 MiB" },
-		{ { 4096, 4096, 6000 }, "multiple of the minimum" },
-		{ { 512, 65536, 4096 }, "at least the preferred" },
-		{ { 512, 4096, 1u << 20 }, NULL },
-		{ { 65536, 0, 0 }, NULL },
+	    {{3, 0, 0}, "power of two"},
+	    {{131072, 0, 0}, "from 1 to 65536"},
+	    {{4096, 512, 0}, "at least the minimum"},
+	    {{4096, 3 << 12, 0}, "at least the minimum"},
+	    {{512, 64u << 20, 0}, "at most 32 MiB"},
+	    {{4096, 4096, 6000}, "multiple of the minimum"},
+	    {{512, 65536, 4096}, "at least the preferred"},
+	    {{512, 4096, 1u << 20}, NULL},
+	    {{65536, 0, 0}, NULL},
 	};
 	struct nbdd_backend b = full;
 	struct nbdd_export *e;
@@ -546,7 +545,7 @@ static void test_block_size_defaults(void **state)
 
 	/* "No maximum" becomes what nbdd ever sends in one call. */
 	b.block_size = t_block_size;
-	tb.bs = (struct nbdd_block_size){ 1, 0, UINT32_MAX };
+	tb.bs = (struct nbdd_block_size){1, 0, UINT32_MAX};
 	e = open_with(&b, false);
 	nbdd_export_block_size(e, &bs);
 	assert_int_equal(bs.maximum, 32u << 20);
@@ -585,7 +584,7 @@ static void test_resize(void **state)
 
 static void test_options(void **state)
 {
-	struct nbdd_export_options o = { .workers = 5000 };
+	struct nbdd_export_options o = {.workers = 5000};
 	struct nbdd_export *e;
 	char *name;
 
@@ -608,7 +607,7 @@ static void test_options(void **state)
 
 static void test_open_spec(void **state)
 {
-	struct nbdd_export_options o = { .name = "m", .description = "d" };
+	struct nbdd_export_options o = {.name = "m", .description = "d"};
 	struct nbdd_export *e;
 
 	assert_int_equal(nbdd_export_open("memory:size=1M", &o, &e), 0);
@@ -629,25 +628,24 @@ static void test_open_spec(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_fua_emulated_by_flush, reset),
-		cmocka_unit_test_setup(test_fua_native, reset),
-		cmocka_unit_test_setup(test_zero_by_pwrite, reset),
-		cmocka_unit_test_setup(test_zero_chunks_respect_maximum, reset),
-		cmocka_unit_test_setup(test_fast_zero, reset),
-		cmocka_unit_test_setup(test_cache_and_extents_absent, reset),
-		cmocka_unit_test_setup(test_serialize_serializes, reset),
-		cmocka_unit_test_setup(test_caps_implied, reset),
-		cmocka_unit_test_setup(test_caps_readonly, reset),
-		cmocka_unit_test_setup(test_caps_need_callbacks, reset),
-		cmocka_unit_test_setup(test_error_mapping, reset),
-		cmocka_unit_test_setup(test_open_failure, reset),
-		cmocka_unit_test_setup(test_bad_block_sizes, reset),
-		cmocka_unit_test_setup(test_block_size_defaults, reset),
-		cmocka_unit_test_setup(test_last_unref_flushes_then_closes,
-				       reset),
-		cmocka_unit_test_setup(test_resize, reset),
-		cmocka_unit_test_setup(test_options, reset),
-		cmocka_unit_test_setup(test_open_spec, reset),
+	    cmocka_unit_test_setup(test_fua_emulated_by_flush, reset),
+	    cmocka_unit_test_setup(test_fua_native, reset),
+	    cmocka_unit_test_setup(test_zero_by_pwrite, reset),
+	    cmocka_unit_test_setup(test_zero_chunks_respect_maximum, reset),
+	    cmocka_unit_test_setup(test_fast_zero, reset),
+	    cmocka_unit_test_setup(test_cache_and_extents_absent, reset),
+	    cmocka_unit_test_setup(test_serialize_serializes, reset),
+	    cmocka_unit_test_setup(test_caps_implied, reset),
+	    cmocka_unit_test_setup(test_caps_readonly, reset),
+	    cmocka_unit_test_setup(test_caps_need_callbacks, reset),
+	    cmocka_unit_test_setup(test_error_mapping, reset),
+	    cmocka_unit_test_setup(test_open_failure, reset),
+	    cmocka_unit_test_setup(test_bad_block_sizes, reset),
+	    cmocka_unit_test_setup(test_block_size_defaults, reset),
+	    cmocka_unit_test_setup(test_last_unref_flushes_then_closes, reset),
+	    cmocka_unit_test_setup(test_resize, reset),
+	    cmocka_unit_test_setup(test_options, reset),
+	    cmocka_unit_test_setup(test_open_spec, reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,8 +12,8 @@
 
 #define HZ (NBDD_EXTENT_HOLE | NBDD_EXTENT_ZERO)
 
-static void expect_extent(const struct nbdd_extents *x, size_t i,
-			  uint64_t off, uint64_t len, uint32_t flags)
+static void expect_extent(const struct nbdd_extents *x, size_t i, uint64_t off,
+			  uint64_t len, uint32_t flags)
 {
 	assert_true(i < x->n);
 	assert_int_equal(x->v[i].offset, off);
@@ -137,8 +137,8 @@ static void test_stop_at_max(void **state)
 
 	extents_init(&x, 0, 1 << 20, 3);
 	for (i = 0; i < 10; i++, off += 100)
-		assert_int_equal(nbdd_extents_add(&x, off, 100,
-						  i % 2 ? HZ : 0), 0);
+		assert_int_equal(nbdd_extents_add(&x, off, 100, i % 2 ? HZ : 0),
+				 0);
 	assert_int_equal(x.n, 3);
 	expect_extent(&x, 2, 200, 100, 0);
 	/* Nothing after the cut may grow the last extent. */
@@ -168,8 +168,8 @@ static void test_many_extents_grow(void **state)
 
 	extents_init(&x, off, 1ull << 32, 0);
 	for (i = 0; i < 10000; i++, off += 4096)
-		assert_int_equal(nbdd_extents_add(&x, off, 4096,
-						  i % 2 ? HZ : 0), 0);
+		assert_int_equal(
+		    nbdd_extents_add(&x, off, 4096, i % 2 ? HZ : 0), 0);
 	assert_int_equal(x.n, 10000);
 	expect_extent(&x, 9999, (1ull << 40) + 9999 * 4096ull, 4096, HZ);
 	extents_free(&x);
@@ -178,16 +178,16 @@ static void test_many_extents_grow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_in_order),
-		cmocka_unit_test(test_first_must_start_at_offset),
-		cmocka_unit_test(test_gap_and_overlap_refused),
-		cmocka_unit_test(test_zero_length_and_bad_flags),
-		cmocka_unit_test(test_overflow),
-		cmocka_unit_test(test_clip_at_end),
-		cmocka_unit_test(test_merge_equal_flags),
-		cmocka_unit_test(test_stop_at_max),
-		cmocka_unit_test(test_req_one_still_merges),
-		cmocka_unit_test(test_many_extents_grow),
+	    cmocka_unit_test(test_in_order),
+	    cmocka_unit_test(test_first_must_start_at_offset),
+	    cmocka_unit_test(test_gap_and_overlap_refused),
+	    cmocka_unit_test(test_zero_length_and_bad_flags),
+	    cmocka_unit_test(test_overflow),
+	    cmocka_unit_test(test_clip_at_end),
+	    cmocka_unit_test(test_merge_equal_flags),
+	    cmocka_unit_test(test_stop_at_max),
+	    cmocka_unit_test(test_req_one_still_merges),
+	    cmocka_unit_test(test_many_extents_grow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

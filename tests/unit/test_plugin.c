@@ -39,8 +39,7 @@ static void make_plugin(const char *name, const char *body)
 	snprintf(src, sizeof(src), "%s/%s.c", tmp, name);
 	f = fopen(src, "w");
 	assert_non_null(f);
-	fprintf(f, "#include <errno.h>\n#include <nbdd/backend.h>\n%s\n",
-		body);
+	fprintf(f, "#include <errno.h>\n#include <nbdd/backend.h>\n%s\n", body);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd),
 		 "%s -shared -fPIC -I'%s/include' -o '%s/%s.so' '%s'",
@@ -49,11 +48,11 @@ static void make_plugin(const char *name, const char *body)
 		fail_msg("cannot compile a test plugin: %s", cmd);
 }
 
-#define CALLBACKS                                                        \
-	"static int o(const struct nbdd_param *p, size_t n, int ro,"    \
-	" void **h) { *h = 0; return 0; }\n"                             \
-	"static int s(void *h, uint64_t *z) { *z = 4096; return 0; }\n" \
-	"static int r(void *h, void *b, size_t c, uint64_t o,"          \
+#define CALLBACKS                                                              \
+	"static int o(const struct nbdd_param *p, size_t n, int ro,"           \
+	" void **h) { *h = 0; return 0; }\n"                                   \
+	"static int s(void *h, uint64_t *z) { *z = 4096; return 0; }\n"        \
+	"static int r(void *h, void *b, size_t c, uint64_t o,"                 \
 	" uint32_t f) { return 0; }\n"
 
 static int setup(void **state)
@@ -69,10 +68,10 @@ static int setup(void **state)
 		    " .struct_size = sizeof(t) + 64, .name = \"future\","
 		    " .open = o, .get_size = s, .pread = r };\n"
 		    "NBDD_BACKEND_REGISTER(t)");
-	make_plugin("nosym", CALLBACKS
-		    "struct nbdd_backend t = { NBDD_BACKEND_HEADER,"
-		    " .name = \"nosym\", .open = o, .get_size = s,"
-		    " .pread = r };");
+	make_plugin("nosym",
+		    CALLBACKS "struct nbdd_backend t = { NBDD_BACKEND_HEADER,"
+			      " .name = \"nosym\", .open = o, .get_size = s,"
+			      " .pread = r };");
 	make_plugin("nulltable",
 		    "const struct nbdd_backend *nbdd_backend_v1(void);\n"
 		    "const struct nbdd_backend *nbdd_backend_v1(void)"
@@ -114,14 +113,13 @@ static void expect_load_error(const char *name, int err, const char *frag)
 
 static void test_pattern_through_spec(void **state)
 {
-	struct nbdd_export_options o = { .name = "pat" };
+	struct nbdd_export_options o = {.name = "pat"};
 	struct nbdd_export *e;
 	char so[1100], spec[1200];
 	uint8_t buf[64];
 	int i;
 
-	snprintf(so, sizeof(so), "%s/%s/examples/pattern.so", top,
-		 build_dir());
+	snprintf(so, sizeof(so), "%s/%s/examples/pattern.so", top, build_dir());
 	if (access(so, F_OK))
 		fail_msg("%s is missing: run make first", so);
 	snprintf(spec, sizeof(spec), "%s:size=1M", so);
@@ -221,8 +219,8 @@ static int z_ok(void *h, uint64_t size)
 static void test_backend_copy_checks(void **state)
 {
 	const struct nbdd_backend good = {
-		NBDD_BACKEND_HEADER, .name = "ok", .open = o_ok,
-		.get_size = s_ok, .pread = r_ok,
+	    NBDD_BACKEND_HEADER, .name = "ok",	.open = o_ok,
+	    .get_size = s_ok,	 .pread = r_ok,
 	};
 	struct nbdd_backend in, out;
 
@@ -276,12 +274,12 @@ static void test_backend_copy_checks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pattern_through_spec),
-		cmocka_unit_test(test_good_plugin),
-		cmocka_unit_test(test_future_abi_refused),
-		cmocka_unit_test(test_missing_symbol),
-		cmocka_unit_test(test_not_a_plugin),
-		cmocka_unit_test(test_backend_copy_checks),
+	    cmocka_unit_test(test_pattern_through_spec),
+	    cmocka_unit_test(test_good_plugin),
+	    cmocka_unit_test(test_future_abi_refused),
+	    cmocka_unit_test(test_missing_symbol),
+	    cmocka_unit_test(test_not_a_plugin),
+	    cmocka_unit_test(test_backend_copy_checks),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

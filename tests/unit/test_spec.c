@@ -98,20 +98,20 @@ static void test_grammar_errors(void **state)
 	static const struct {
 		const char *spec, *msg;
 	} bad[] = {
-		{ "", "empty" },
-		{ ":size=1", "no backend" },
-		{ "m:size", "expected key=value" },
-		{ "m:=v", "empty key" },
-		{ "m:a=1,", "trailing ','" },
-		{ "m:a=1,,b=2", "empty parameter" },
-		{ "m:a=1,a=2", "duplicate parameter" },
-		{ "m:a=\\q", "unknown escape" },
-		{ "m:a=x\\", "unknown escape" },
-		{ "m:a=\"open", "missing closing" },
-		{ "m:a=\"x\"y", "expected ','" },
-		{ "m:a b=1", "a key may hold only" },
-		{ "m:a=x\ny", "control character" },
-		{ "me\tm:a=1", "control character" },
+	    {"", "empty"},
+	    {":size=1", "no backend"},
+	    {"m:size", "expected key=value"},
+	    {"m:=v", "empty key"},
+	    {"m:a=1,", "trailing ','"},
+	    {"m:a=1,,b=2", "empty parameter"},
+	    {"m:a=1,a=2", "duplicate parameter"},
+	    {"m:a=\\q", "unknown escape"},
+	    {"m:a=x\\", "unknown escape"},
+	    {"m:a=\"open", "missing closing"},
+	    {"m:a=\"x\"y", "expected ','"},
+	    {"m:a b=1", "a key may hold only"},
+	    {"m:a=x\ny", "control character"},
+	    {"me\tm:a=1", "control character"},
 	};
 	struct backend_spec s;
 	size_t i;
@@ -246,8 +246,7 @@ static void test_conf_file(void **state)
 	assert_string_equal(param(&s, "colour"), "blue");
 	assert_string_equal(param(&s, "empty"), "");
 	assert_int_equal(s.nparams, 3);
-	assert_string_equal(s.description,
-			    "  spaced, # not a comment \"q\" ");
+	assert_string_equal(s.description, "  spaced, # not a comment \"q\" ");
 	assert_int_equal(s.readonly, 1);
 	spec_free(&s);
 
@@ -264,22 +263,22 @@ static void test_conf_errors(void **state)
 	static const struct {
 		const char *text, *msg;
 	} bad[] = {
-		{ "description = x\n", "no 'backend = ...' line" },
-		{ "backend = memory\nsize = 1\n\nsize = 2\n",
-		  "bad.conf:4: duplicate key 'size' (first set on line 2)" },
-		{ "backend = memory\nbackend = null\n",
-		  "bad.conf:2: duplicate key 'backend'" },
-		{ "[section]\nbackend = memory\n", "bad.conf:1: expected" },
-		{ "backend memory\n", "bad.conf:1: expected '='" },
-		{ "backend = memory\nreadonly = maybe\n",
-		  "bad.conf:2: readonly must be true or false" },
-		{ "backend = other\n", "bad.conf:1: backend 'other' is "
-				       "neither" },
-		{ "backend = memory:size=1\nsize = 2\n",
-		  "bad.conf:2: 'size' is also set on line 1" },
-		{ "backend = memory:a=\\q\n", "bad.conf:1: backend:" },
-		{ "d = \"open\nbackend = memory\n", "bad.conf:1: missing" },
-		{ "backend = memory\nk = a\033b\n", "bad.conf:2: control" },
+	    {"description = x\n", "no 'backend = ...' line"},
+	    {"backend = memory\nsize = 1\n\nsize = 2\n",
+	     "bad.conf:4: duplicate key 'size' (first set on line 2)"},
+	    {"backend = memory\nbackend = null\n",
+	     "bad.conf:2: duplicate key 'backend'"},
+	    {"[section]\nbackend = memory\n", "bad.conf:1: expected"},
+	    {"backend memory\n", "bad.conf:1: expected '='"},
+	    {"backend = memory\nreadonly = maybe\n",
+	     "bad.conf:2: readonly must be true or false"},
+	    {"backend = other\n", "bad.conf:1: backend 'other' is "
+				  "neither"},
+	    {"backend = memory:size=1\nsize = 2\n",
+	     "bad.conf:2: 'size' is also set on line 1"},
+	    {"backend = memory:a=\\q\n", "bad.conf:1: backend:"},
+	    {"d = \"open\nbackend = memory\n", "bad.conf:1: missing"},
+	    {"backend = memory\nk = a\033b\n", "bad.conf:2: control"},
 	};
 	struct backend_spec s;
 	size_t i;
@@ -327,7 +326,7 @@ static void test_conf_limits(void **state)
 static void test_names_stay_in_dir(void **state)
 {
 	static const char *const names[] = {
-		"..", ".hidden", "a b", "x%y", "..conf", "a\\b", "n\xc3\xa9",
+	    "..", ".hidden", "a b", "x%y", "..conf", "a\\b", "n\xc3\xa9",
 	};
 	struct backend_spec s;
 	char path[128];
@@ -338,8 +337,8 @@ static void test_names_stay_in_dir(void **state)
 	write_conf(".hidden", "backend = memory:size=1\n", 0644);
 	for (i = 0; i < ARRAY_SIZE(names); i++) {
 		int r = spec_resolve(names[i], &s);
-		if (r != -EINVAL || !strstr(nbdd_last_error(),
-					    "invalid backend name"))
+		if (r != -EINVAL ||
+		    !strstr(nbdd_last_error(), "invalid backend name"))
 			fail_msg("'%s': %d '%s'", names[i], r,
 				 nbdd_last_error());
 	}
@@ -412,19 +411,19 @@ static void test_config_dir_default(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_simple),
-		cmocka_unit_test(test_escapes_and_quotes),
-		cmocka_unit_test(test_grammar_errors),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_resolve_builtin_and_plugin),
-		cmocka_unit_test(test_unknown_backend),
-		cmocka_unit_test(test_conf_file),
-		cmocka_unit_test(test_conf_errors),
-		cmocka_unit_test(test_conf_limits),
-		cmocka_unit_test(test_names_stay_in_dir),
-		cmocka_unit_test(test_conf_permissions),
-		cmocka_unit_test(test_conf_symlinks),
-		cmocka_unit_test(test_config_dir_default),
+	    cmocka_unit_test(test_simple),
+	    cmocka_unit_test(test_escapes_and_quotes),
+	    cmocka_unit_test(test_grammar_errors),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_resolve_builtin_and_plugin),
+	    cmocka_unit_test(test_unknown_backend),
+	    cmocka_unit_test(test_conf_file),
+	    cmocka_unit_test(test_conf_errors),
+	    cmocka_unit_test(test_conf_limits),
+	    cmocka_unit_test(test_names_stay_in_dir),
+	    cmocka_unit_test(test_conf_permissions),
+	    cmocka_unit_test(test_conf_symlinks),
+	    cmocka_unit_test(test_config_dir_default),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
