@@ -67,6 +67,9 @@ struct fuzz_peer {
 	size_t size;
 	size_t received;
 	pthread_t thread;
+	/* optional: sees every byte the server sends, in order */
+	void (*on_reply)(void *ctx, const uint8_t *p, size_t n);
+	void *ctx;
 };
 
 static inline void *fuzz_peer_main(void *arg)
@@ -104,9 +107,11 @@ static inline void *fuzz_peer_main(void *arg)
 		}
 		if (pfd.revents & (POLLIN | POLLERR | POLLHUP)) {
 			n = recv(p->fd, sink, sizeof(sink), MSG_DONTWAIT);
-			if (n > 0)
+			if (n > 0) {
 				p->received += (size_t)n;
-			else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+				if (p->on_reply)
+					p->on_reply(p->ctx, sink, (size_t)n);
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
 				break; /* the server closed its end */
 		}
 	}
@@ -115,7 +120,7 @@ static inline void *fuzz_peer_main(void *arg)
 
 /*
  * Make a socketpair, start the peer on sv[0] with @data and return the
- * server's end, or -1.
+ * server's end, or -1. Set p->on_reply (or NULL) before.
  */
 static inline int fuzz_peer_start(struct fuzz_peer *p, const uint8_t *data,
 				  size_t size)
@@ -129,6 +134,7 @@ static inline int fuzz_peer_start(struct fuzz_peer *p, const uint8_t *data,
 	p->data = data;
 	p->size = size;
 	p->received = 0;
+	/* on_reply and ctx are the caller's to set before */
 	if (pthread_create(&p->thread, NULL, fuzz_peer_main, p)) {
 		close(sv[0]);
 		close(sv[1]);

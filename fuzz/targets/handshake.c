@@ -86,7 +86,7 @@ int fuzz_one(const uint8_t *data, size_t size)
 {
 	struct nbdd_server *srv = hs_server();
 	struct negotiated neg;
-	struct fuzz_peer peer;
+	struct fuzz_peer peer = { .on_reply = NULL };
 	struct conn *c;
 	int fd, ret;
 
