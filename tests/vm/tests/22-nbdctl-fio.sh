@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# vm-timeout: 400
+#
+# Several connections under load: a memory backend attached with
+# --connections 4 (4 sockets, 4 hardware queues) and a file backend with
+# 2, each driven by fio randrw with crc32c verification. fio must find no
+# mismatch, and nbdctl status must show 4 (2) live connections, traffic
+# and not a single error.
+. "$NBDD_TOP/tests/vm/lib.sh"
+
+need_kernel_nbd
+# Registered first, so it runs last: the daemon's whole log is kept.
+on_exit sh -c 'cp "$TMPDIR/nbdd.log" "$VM_ARTIFACTS/" 2>/dev/null || true'
+need jq fio
+start_nbdd
+
+run_fio() { # dev name
+	fio --name="$2" --filename="$1" --direct=1 --ioengine=libaio \
+		--rw=randrw --bs=4k --iodepth=16 --numjobs=4 --size=8M \
+		--offset_increment=8M --verify=crc32c --verify_fatal=1 \
+		--do_verify=1 --group_reporting --output="$TMPDIR/$2.fio" ||
+		fail "fio on $1: $(tail -n 30 "$TMPDIR/$2.fio")"
+	grep -q 'err= 0' "$TMPDIR/$2.fio" || fail "fio reported errors: $(cat "$TMPDIR/$2.fio")"
+}
+
+check_status() { # dev conns
+	local s
+	s=$(nbdctl --json status "$1")
+	[ "$(echo "$s" | jq .mapping.connections)" = "$2" ] || fail "$1: connections: $s"
+	[ "$(echo "$s" | jq .mapping.live)" = "$2" ] || fail "$1: live: $s"
+	[ "$(echo "$s" | jq '[.mapping.totals.ops[].errors] | add')" = 0 ] || fail "$1: errors: $s"
+	[ "$(echo "$s" | jq .mapping.totals.ops.write.requests)" -gt 1000 ] || fail "$1: writes: $s"
+	[ "$(echo "$s" | jq .mapping.totals.ops.read.requests)" -gt 1000 ] || fail "$1: reads: $s"
+	[ "$(echo "$s" | jq .mapping.totals.in_flight)" = 0 ] || fail "$1: in flight when idle: $s"
+	log "$1: $(echo "$s" | jq -c '[.mapping.connection_stats[] | .ops.read.requests + .ops.write.requests]') requests per connection"
+}
+
+nbdd_attach memory:size=64M --connections 4
+MEM=$NBD_DEV
+# one hardware queue per socket, as far as there are CPUs for them
+queues=$(ls "/sys/block/${MEM#/dev/}/mq" | wc -l)
+[ "$queues" = "$(( $(nproc) < 4 ? $(nproc) : 4 ))" ] || fail "$MEM has $queues hardware queues"
+run_fio "$MEM" mem
+check_status "$MEM" 4
+nbdctl status "$MEM"
+
+IMG=$TMPDIR/disk.img
+truncate -s 64M "$IMG"
+nbdd_attach "file:path=$IMG" --connections 2
+FILE=$NBD_DEV
+run_fio "$FILE" file
+check_status "$FILE" 2
+
+udevadm settle --timeout=30 || true
+nbdd_detach "$MEM"
+nbdd_detach "$FILE"
+stop_nbdd
+check_dmesg_clean
