@@ -15,14 +15,16 @@ M=$((1024 * 1024))
 # blocks, which would be a race in the test, not in nbdd.
 FIO_JOB=(--bs=4k --iodepth=32 --numjobs=2 --size=16M
 	 --offset_increment=16M --verify=crc32c --verify_fatal=1
-	 --group_reporting --output-format=json)
+	 --group_reporting --output-format=json --verify_state_save=0)
 
 run_fio() { # uri runtime out [extra fio options...]; exit status of fio
 	local u=$1 secs=$2 out=$3
 	shift 3
 	# --uri belongs to the nbd engine: it must come after --ioengine.
-	bounded $((secs + 60)) fio --name=verify --ioengine=nbd --uri="$u" "${FIO_JOB[@]}" \
-		--output="$out.json" "$@" >"$out.log" 2>&1
+	# Run in $T: whatever fio leaves in its directory goes with it.
+	(cd "$T" && bounded $((secs + 60)) fio --name=verify --ioengine=nbd \
+		--uri="$u" "${FIO_JOB[@]}" --output="$out.json" "$@" \
+		>"$out.log" 2>&1)
 }
 
 # fio's own account of a finished run: no error, reads and writes done.
@@ -44,7 +46,8 @@ truncate -s 32M "$T/disk.img"
 serve --export mem=memory:size=32M --export file="file:path=$T/disk.img" \
 	--export control=memory:size=32M
 
-# ---- the checks can fail: blocks overwritten while fio runs
+# ---- the checks can fail: blocks overwritten while fio runs (should the
+# test fail meanwhile, the exit trap kills nbdd and fio stops with it)
 rc=0
 run_fio "$(uri control)" 4 "$T/corrupt" --rw=randrw --runtime=4 --time_based &
 FIO=$!
