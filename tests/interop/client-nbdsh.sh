@@ -12,7 +12,9 @@
 #    (EPERM), misaligned requests where a minimum block size was agreed
 #    (EINVAL), and the connection still works after each;
 #  - hundreds of requests in flight, and replies out of order from the
-#    file backend's worker pool.
+#    file backend's worker pool;
+#  - the handshake in libnbd's opt mode: LIST, LIST_META_CONTEXT, INFO
+#    (unknown export, then known ones), GO on the default export.
 # libnbd is told not to check requests itself (set_strict_mode) wherever
 # the point is what the server answers to a bad one.
 . "$(dirname "$0")/client-lib.sh"
@@ -154,6 +156,23 @@ def file():
     with open(FILE, "rb") as f:
         f.seek(1 * M)
         assert f.read(192 * K) == h.pread(192 * K, 1 * M)
+    # Every other 4K block of [20M, 28M) punched: one 8 MiB read is made
+    # of 4096 extents, more than one reply's worth of chunks (nbdd sends
+    # the rest as data), and must still be exactly the file's bytes.
+    for off in range(20 * M, 28 * M, 8 * K):
+        h.trim(4 * K, off)
+    got, chunks = read_chunks(h, 8 * M, 20 * M)
+    with open(FILE, "rb") as f:
+        f.seek(20 * M)
+        assert got == f.read(8 * M)
+    assert any(c[2] == nbd.READ_HOLE for c in chunks), chunks[:4]
+    ext = extents(h, 8 * M, 20 * M)
+    # Block status may stop early (nbdd caps a reply's extents), but what
+    # it reports alternates exactly.
+    assert len(ext) > 1024, len(ext)
+    for i, (off, length, flags) in enumerate(ext):
+        assert (off, length, flags) == (20 * M + i * 4 * K, 4 * K,
+                                        0 if i % 2 else HOLE), (i, ext[i])
     h.shutdown()
 
 
@@ -370,6 +389,54 @@ out_of_order()
 print("inflight ok")
 EOF
 
+cat >"$T/handshake.py" <<'EOF'
+# The option haggling as libnbd's opt mode drives it, before any GO.
+import nbd
+from nbdcheck import SOCK
+
+h = nbd.NBD()
+h.set_opt_mode(True)
+h.set_full_info(True)
+h.connect_uri("nbd+unix:///?socket=%s" % SOCK)
+seen = []
+assert h.opt_list(lambda name, desc: seen.append(name) or 0) == 4
+assert seen == ["mem", "file", "ro", "direct"], seen
+contexts = []
+# No query: every context the server has.
+assert h.opt_list_meta_context(lambda c: contexts.append(c) or 0) == 1
+assert contexts == ["base:allocation"], contexts
+h.add_meta_context("qemu:dirty-bitmap:x")
+assert h.opt_list_meta_context(lambda c: 0) == 0  # not one we have
+h.add_meta_context("base:allocation")
+assert h.opt_list_meta_context(lambda c: 0) == 1
+h.clear_meta_contexts()
+h.add_meta_context("base:")  # the namespace's wildcard
+assert h.opt_list_meta_context(lambda c: 0) == 1
+# INFO on an unknown export fails and leaves the handshake usable.
+h.set_export_name("nosuch")
+try:
+    h.opt_info()
+    raise AssertionError("INFO on an unknown export succeeded")
+except nbd.Error as e:
+    assert e.errno == "ENOENT", e
+for name, size, ro in (("ro", 1 << 20, True), ("mem", 64 << 20, False)):
+    h.set_export_name(name)
+    h.opt_info()
+    assert (h.get_size(), h.is_read_only()) == (size, ro), name
+    assert h.get_canonical_export_name() == name
+# GO on the empty name reaches the default (first) export, by its name.
+h.set_export_name("")
+h.clear_meta_contexts()
+h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+h.opt_go()
+assert h.get_size() == 64 << 20 and h.get_canonical_export_name() == "mem"
+assert h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+h.pread(4096, 0)
+h.shutdown()
+print("handshake ok")
+EOF
+
+pyrun "$T/handshake.py"
 pyrun "$T/commands.py"
 pyrun "$T/errors.py"
 pyrun "$T/inflight.py"
