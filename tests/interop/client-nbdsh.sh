@@ -156,8 +156,8 @@ def file():
     with open(FILE, "rb") as f:
         f.seek(1 * M)
         assert f.read(192 * K) == h.pread(192 * K, 1 * M)
-    # Every other 4K block of [20M, 28M) punched: one 8 MiB read is made
-    # of 4096 extents, more than one reply's worth of chunks (nbdd sends
+    # Every other 4K block of [20M, 28M) punched: one 8 MiB read spans
+    # 2048 extents, more than nbdd looks up for one read (1024; it sends
     # the rest as data), and must still be exactly the file's bytes.
     for off in range(20 * M, 28 * M, 8 * K):
         h.trim(4 * K, off)
