@@ -190,7 +190,9 @@ if want nbdd && [ "$mappings" -gt 0 ]; then
 	log "nbdd RSS with ${#attached[@]} mappings: $rss KiB, $thr threads ($((SECONDS - t0)) s to attach)"
 	echo "BENCH-JSON $(json env kind=mappings mappings="${#attached[@]}" rss_kb="$rss" \
 		rss_none_kb="$rss0" threads="$thr" attach_seconds=$((SECONDS - t0)))"
-	for dev in "${attached[@]}"; do nbdctl detach "$dev" >/dev/null; done
+	for dev in "${attached[@]}"; do
+		nbdctl detach "$dev" >/dev/null || log "nbdctl detach $dev failed"
+	done
 	for dev in "${attached[@]}"; do wait_for_disconnect "$dev" 60; done
 fi
 check_dmesg_clean
