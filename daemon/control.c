@@ -81,6 +81,9 @@ static void client_queue(struct client *c, json_object *reply)
 		c->closing = true;
 		return;
 	}
+	/* The write deadline counts from when output became pending. */
+	if (c->out_len == c->out_off)
+		c->active = ctl_now_ms();
 	need = c->out_len + len;
 	if (need > c->out_cap) {
 		char *p = realloc(c->out, need);
