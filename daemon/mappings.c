@@ -209,18 +209,33 @@ void mappings_save(void)
 	json_object_put(s);
 }
 
+/* By device; mappings whose device is not known yet last. */
+static int by_index(const void *a, const void *b)
+{
+	unsigned x = (unsigned)(*(struct mapping *const *)a)->index;
+	unsigned y = (unsigned)(*(struct mapping *const *)b)->index;
+
+	return x < y ? -1 : x > y;
+}
+
 json_object *mappings_list(void)
 {
 	json_object *o = ctl_reply_ok(), *a = json_object_new_array();
-	struct mapping *e;
+	struct mapping **v = calloc(tab.count + 1, sizeof(*v)), *e;
+	size_t n = 0, i;
 
-	if (!o || !a) {
+	if (!o || !a || !v) {
 		json_object_put(o);
 		json_object_put(a);
+		free(v);
 		return NULL;
 	}
 	for (e = tab.head; e; e = e->next)
-		json_object_array_add(a, entry_json(e));
+		v[n++] = e;
+	qsort(v, n, sizeof(*v), by_index);
+	for (i = 0; i < n; i++)
+		json_object_array_add(a, entry_json(v[i]));
+	free(v);
 	json_object_object_add(o, "mappings", a);
 	return o;
 }
