@@ -44,7 +44,8 @@ struct client {
 	bool eof;     /* the peer will send nothing more */
 	bool closing; /* close once the output is flushed */
 	uint64_t line_start; /* when the unfinished line began, or 0 */
-	uint64_t active;     /* last progress either way */
+	uint64_t active;     /* last progress either way (idle deadline) */
+	uint64_t written;    /* last output progress (write deadline) */
 	struct client *next;
 };
 
@@ -83,7 +84,7 @@ static void client_queue(struct client *c, json_object *reply)
 	}
 	/* The write deadline counts from when output became pending. */
 	if (c->out_len == c->out_off)
-		c->active = ctl_now_ms();
+		c->written = ctl_now_ms();
 	need = c->out_len + len;
 	if (need > c->out_cap) {
 		char *p = realloc(c->out, need);
@@ -116,7 +117,7 @@ static bool client_flush(struct client *c, uint64_t now)
 		if (n <= 0)
 			return false;
 		c->out_off += (size_t)n;
-		c->active = now;
+		c->active = c->written = now;
 	}
 	c->out_off = c->out_len = 0;
 	return true;
@@ -345,8 +346,9 @@ static int64_t client_deadline(const struct client *c, uint64_t now,
 		return 0;
 	}
 	if (c->out_len > c->out_off) {
+		/* Sending requests does not excuse not reading replies. */
 		*why = "does not read its replies";
-		due = c->active + WRITE_TIMEOUT_MS;
+		due = c->written + WRITE_TIMEOUT_MS;
 	} else if (c->busy) {
 		return -1;
 	} else if (c->line_start) {
