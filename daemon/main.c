@@ -169,8 +169,21 @@ static void default_state_file(struct options *o)
 		 dirname(dir));
 }
 
+static const char *option_name(int c)
+{
+	const struct option *lo;
+
+	for (lo = long_options; lo->name; lo++)
+		if (lo->val == c)
+			return lo->name;
+	return "?";
+}
+
 static void parse_option(struct options *o, int c, const char *arg)
 {
+	/* An empty path, group or address is a mistake, never a default. */
+	if (arg && !*arg)
+		bad_usage("--%s: empty value", option_name(c));
 	switch (c) {
 	case OPT_CONTROL:
 		o->control.path = arg;

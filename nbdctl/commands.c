@@ -130,6 +130,8 @@ static int attach_args(struct ctl_request *r, int argc, char **argv)
 	if (argc == 2 && ctl_parse_device(argv[1], &r->index) < 0)
 		return usage_error("attach", "'%s' is not a device: expected "
 				   "/dev/nbdN", argv[1]);
+	if (!*argv[0])
+		return usage_error("attach", "the spec is empty");
 	if (strlen(argv[0]) > CTL_MAX_SPEC)
 		return usage_error("attach", "the spec is longer than %d bytes",
 				   CTL_MAX_SPEC);

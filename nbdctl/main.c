@@ -49,6 +49,8 @@ static int parse_global(struct global *g, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+c:jhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
+			if (!*optarg)
+				exit(usage_error(NULL, "--control: empty path"));
 			g->control = optarg;
 			break;
 		case 'j':

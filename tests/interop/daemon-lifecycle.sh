@@ -14,6 +14,8 @@ expect 2 "expected a number" "$NBDD_BIN" --control "$CTL" --max-clients 0
 expect 2 "expected a number" "$NBDD_BIN" --control "$CTL" --handshake-timeout x
 expect 2 "expected NAME=SPEC" "$NBDD_BIN" --control "$CTL" --listen "unix:$T/n" --export memory
 expect 2 "unexpected argument" "$NBDD_BIN" --control "$CTL" extra
+expect 2 "--control: empty value" "$NBDD_BIN" --control ""
+expect 2 "--pidfile: empty value" "$NBDD_BIN" --control "$CTL" --pidfile=
 expect 2 "too long" "$NBDD_BIN" --control "$T/$(printf 'x%.0s' {1..120})"
 [ ! -e "$CTL" ] || fail "a refused start left $CTL behind"
 

@@ -15,6 +15,8 @@ expect 1 "cannot connect to nbdd" "$NBDCTL_BIN" --control "$T/not-a-socket" list
 # ---- usage errors need no daemon ----
 expect 2 "unknown command 'frobnicate'" ctl frobnicate
 expect 2 "which backend" ctl attach
+expect 2 "the spec is empty" ctl attach ""
+expect 2 "--control: empty path" "$NBDCTL_BIN" --control "" list
 expect 2 "is not a device" ctl attach memory:size=1M /dev/sda
 expect 2 "unexpected argument" ctl attach memory:size=1M /dev/nbd0 extra
 expect 2 "--connections x" ctl attach --connections x memory:size=1M
