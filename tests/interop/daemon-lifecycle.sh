@@ -75,4 +75,22 @@ LOG=$T/journal.log stop_daemon
 exec 3>&-
 grep -q '^<5>nbdd 0.1.0 ready' "$T/journal.log" || fail "no <5> prefix: $(cat "$T/journal.log")"
 grep -q '^<6>control socket' "$T/journal.log" || fail "no <6> prefix"
+# systemd's readiness protocol: READY=1 once it answers, STOPPING=1 at the end.
+python3 - "$T/notify.sock" "$T/notify.log" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(20)
+with open(sys.argv[2], "w") as log:
+    for _ in range(2):
+        log.write(s.recv(4096).decode() + "\n")
+        log.flush()
+PY
+notify_pid=$!
+for ((i = 0; i < 50; i++)); do [ -S "$T/notify.sock" ] && break; sleep 0.1; done
+NOTIFY_SOCKET=$T/notify.sock start_daemon
+stop_daemon
+wait "$notify_pid" || fail "no readiness notifications"
+[ "$(cat "$T/notify.log")" = "READY=1
+STOPPING=1" ] || fail "notifications: $(cat "$T/notify.log")"
 echo "ok"
