@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Out-of-range requests (CVE-2005-3534, CVE-2011-0530, CVE-2025-47711/47712):
 # offsets past the end, offset + length wrapping near 2^64, 4 GiB lengths,
-# oversized payloads, and block status around the 4 GiB boundary of a
+# oversized payloads (33 MiB, and a client that says 1 GiB), and block status around the 4 GiB boundary of a
 # 5 GiB export, in simple, structured and extended modes. Every bad
 # request gets an error and the stream stays in sync; nothing outside the
 # export is touched; block status never calls written data a zero hole.
@@ -10,7 +10,7 @@
 
 start_nbdd --export disk=memory:size=5G
 py <<'EOF'
-import struct
+import os, struct
 from hostile_nbd import *
 
 SIZE = 5 << 30
@@ -68,6 +68,34 @@ def bad_ranges(c):
     except (EOFError, ConnectionResetError, BrokenPipeError):
         check(c.extended, "33 MiB write ended a non-extended connection")
         return False
+
+def rss_kb():
+    with open("/proc/%s/status" % os.environ["NBDD_PID"]) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+def gib_write(c, cookie):
+    """A client that says "1 GiB write": never buffered. Compact headers:
+    refused, the gigabyte drained, the stream in sync. Extended headers:
+    the connection ends before any of it is read."""
+    c.request(CMD_WRITE, 0, 1 << 30, F_PAYLOAD_LEN if c.extended else 0,
+              cookie)
+    if c.extended:
+        check(c.closed_within(5), "1 GiB extended payload: kept open")
+        return
+    before = peak = rss_kb()
+    chunk = bytes(1 << 20)
+    for i in range(1024):
+        c.send(chunk)
+        if i % 32 == 0:
+            peak = max(peak, rss_kb())
+    err, _ = c.result(cookie)
+    check(err == EINVAL, "1 GiB write: error %d" % err)
+    log("1 GiB write: daemon RSS %d -> peak %d KiB" % (before, peak))
+    check(peak - before < 128 * 1024, "1 GiB write grew the daemon by %d KiB"
+          % (peak - before))
+    in_sync(c, cookie + 1)
 
 def extents(payload, extended):
     """[(length, flags)] of one base:allocation block status chunk."""
@@ -135,6 +163,7 @@ def test(path):
     err, got = c.read(G4 - 4096, 8192)
     check(err == 0 and got == EDGE, "read across 4 GiB: wrong data")
     bad_ranges(c)
+    gib_write(c, 250)
     c.disconnect()
 
     c = Conn(path); c.connect_export(structured=True)
@@ -162,7 +191,8 @@ def test(path):
         no_zero_over(ext, off, SIZE - 4096, 4096)
     err, got = c.read(SIZE - 4096, 4096)
     check(err == 0 and got == TAIL, "the last block changed")
-    c.disconnect()
+    gib_write(c, 450)
+    c.close()
     verify(path)
 
 main(test)
