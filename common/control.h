@@ -136,7 +136,7 @@ struct ctl_linebuf {
 
 void ctl_linebuf_init(struct ctl_linebuf *lb, size_t max);
 void ctl_linebuf_free(struct ctl_linebuf *lb);
-/* True while a line is partly received. */
+/* True while a line is partly received and no complete one waits. */
 bool ctl_linebuf_partial(const struct ctl_linebuf *lb);
 /* True when a read would have room for at least one byte. */
 bool ctl_linebuf_room(const struct ctl_linebuf *lb);

@@ -32,7 +32,9 @@ void ctl_linebuf_free(struct ctl_linebuf *lb)
 
 bool ctl_linebuf_partial(const struct ctl_linebuf *lb)
 {
-	return lb->len > lb->start;
+	size_t avail = lb->len - lb->start;
+
+	return avail > 0 && !memchr(lb->buf + lb->start, '\n', avail);
 }
 
 /* One line of max bytes plus its '\n' always fits. */

@@ -64,9 +64,36 @@ static void client_update(struct client *c);
 
 /* ---- output ---- */
 
+/*
+ * Room for @len more bytes of output. What was sent is dropped first, so
+ * a client that reads slowly but forever holds at most about OUT_HIGH.
+ */
+static bool out_reserve(struct client *c, size_t len)
+{
+	size_t cap;
+	char *p;
+
+	if (c->out_off > 0) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	if (c->out_len + len <= c->out_cap)
+		return true;
+	cap = c->out_cap ? c->out_cap : 4096;
+	while (cap < c->out_len + len)
+		cap *= 2;
+	p = realloc(c->out, cap);
+	if (!p)
+		return false;
+	c->out = p;
+	c->out_cap = cap;
+	return true;
+}
+
 static void client_queue(struct client *c, json_object *reply)
 {
-	size_t len, need;
+	size_t len;
 	char *line;
 
 	if (!reply) {
@@ -85,17 +112,10 @@ static void client_queue(struct client *c, json_object *reply)
 	/* The write deadline counts from when output became pending. */
 	if (c->out_len == c->out_off)
 		c->written = ctl_now_ms();
-	need = c->out_len + len;
-	if (need > c->out_cap) {
-		char *p = realloc(c->out, need);
-
-		if (!p) {
-			free(line);
-			c->closing = true;
-			return;
-		}
-		c->out = p;
-		c->out_cap = need;
+	if (!out_reserve(c, len)) {
+		free(line);
+		c->closing = true;
+		return;
 	}
 	memcpy(c->out + c->out_len, line, len);
 	c->out_len += len;

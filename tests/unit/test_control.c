@@ -54,9 +54,12 @@ static void test_linebuf_split(void **state)
 	/* the rest of one line, a CRLF line and the start of a third */
 	feed(p[1], "\"list\"}\nab\r\ncd");
 	assert_true(ctl_linebuf_fill(&lb, p[0]) > 0);
+	/* complete lines waiting: nothing is "partly received" yet */
+	assert_false(ctl_linebuf_partial(&lb));
 	expect_line(&lb, "{\"cmd\":\"list\"}");
 	expect_line(&lb, "ab");
 	assert_int_equal(ctl_linebuf_next(&lb, &line, &len), 0);
+	assert_true(ctl_linebuf_partial(&lb));
 	feed(p[1], "\n\n");
 	assert_true(ctl_linebuf_fill(&lb, p[0]) > 0);
 	expect_line(&lb, "cd");
