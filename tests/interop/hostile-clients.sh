@@ -10,9 +10,10 @@ import time
 from hostile_nbd import *
 
 def served(path):
-    """True if a new client gets through GO within 3 s."""
+    """True if a new client gets through GO and a read (a refused one is
+    closed at once; the timeout only bounds a loaded machine)."""
     try:
-        c = Conn(path, timeout=3)
+        c = Conn(path, timeout=15)
         c.connect_export()
         err, got = c.read(PRIME_OFF, len(PRIME))
         c.disconnect()
@@ -33,7 +34,7 @@ def test(path):
         check(err == 0 and got == PRIME, "client %d broken by the fourth" % i)
     check(not served(path), "still three clients: a fourth was served")
     held.pop().disconnect()
-    end = time.monotonic() + 5
+    end = time.monotonic() + 20
     ok = False
     while not ok and time.monotonic() < end:
         ok = served(path)
@@ -44,7 +45,7 @@ def test(path):
     # in the handshake fill the three
     check(len(held) == 2, "expected two held clients")
     # (the client served above frees its slot a moment after it left)
-    end = time.monotonic() + 5
+    end = time.monotonic() + 20
     while True:
         try:
             c1 = Conn(path); c1.greeting()
@@ -56,7 +57,7 @@ def test(path):
     c1.close()
     for c in held:
         c.disconnect()
-    end = time.monotonic() + 5
+    end = time.monotonic() + 20
     while not served(path):
         check(time.monotonic() < end, "slots not released")
         time.sleep(0.2)

@@ -1,49 +1,49 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Slow and half-open clients (CVE-2024-7409): the handshake deadline
-# (--handshake-timeout 2) closes a silent client, a client that trickles a
+# (--handshake-timeout 4) closes a silent client, a client that trickles a
 # byte at a time (the deadline is for the whole negotiation, not per read)
 # and a horde of idle connections, while other clients are still served at
 # once; a half-closed client is dropped at once; a client that finished
 # negotiating is not subject to the deadline.
 . "$(dirname "$0")/hostile-lib.sh"
 
-start_nbdd --export disk=memory:size=16M --handshake-timeout 2
+# Bounds are generous (a loaded CI machine), yet each tells the promise
+# from its failure: "at once" versus "at the deadline", "at the deadline"
+# versus "never".
+start_nbdd --export disk=memory:size=16M --handshake-timeout 4
 py <<'EOF'
 import os, socket, struct, threading, time
 from hostile_nbd import *
 
 PID = int(os.environ["NBDD_PID"])
 SLOW = int(os.environ["SLOW"])
-DEADLINE = 2.0
+DEADLINE = 4.0
 
 def fds():
     return len(os.listdir("/proc/%d/fd" % PID))
 
-def polite_quick(path, limit=1.5 * SLOW):
-    t0 = time.monotonic()
-    verify(path)
-    took = time.monotonic() - t0
-    check(took < limit, "a polite client took %.1fs to be served" % took)
-
-def closed_after(c, lo, hi, what):
-    t0 = time.monotonic()
-    check(c.closed_within(hi), "%s: still open after %.1fs" % (what, hi))
-    took = time.monotonic() - t0
-    check(took >= lo, "%s: closed after %.2fs, before the deadline" %
-          (what, took))
-    return took
+def still_open(c):
+    return not c.closed_within(0.05)
 
 def test(path):
     prime(path)
 
-    # silent clients: before and after the greeting; meanwhile others are
-    # served without waiting
+    # silent clients, before and after the greeting: others are served
+    # while they wait, and they are closed at the deadline
+    t_conn = time.monotonic()
     silent = Conn(path)
     greeted = Conn(path); greeted.greeting()
-    polite_quick(path)
-    closed_after(silent, DEADLINE - 0.6, DEADLINE + 4 * SLOW, "silent client")
-    closed_after(greeted, 0, DEADLINE + 4 * SLOW, "client after greeting")
+    verify(path)
+    check(still_open(silent) and still_open(greeted),
+          "a polite client was served only after the silent ones were gone")
+    check(silent.closed_within(DEADLINE + 10 * SLOW),
+          "a silent client was never closed")
+    took = time.monotonic() - t_conn
+    check(took >= DEADLINE - 0.5, "silent client closed after %.2fs, "
+          "before the deadline" % took)
+    check(greeted.closed_within(5 * SLOW), "a greeted client outlived "
+          "the deadline")
     silent.close(); greeted.close()
 
     # a trickle: one byte of a long option every 0.3 s keeps every read
@@ -61,11 +61,11 @@ def test(path):
         if c.closed_within(0.3):
             closed = True
             break
-        if time.monotonic() - t0 > DEADLINE + 5 * SLOW:
+        if time.monotonic() - t0 > DEADLINE + 10 * SLOW:
             break
     took = time.monotonic() - t0
     check(closed, "a trickling client was never closed")
-    check(took < DEADLINE + 3 * SLOW, "trickle closed only after %.1fs" % took)
+    check(took < DEADLINE + 10 * SLOW, "trickle closed only after %.1fs" % took)
     c.close()
 
     # half-open: flags sent, then SHUT_WR: dropped now, not at the deadline
@@ -74,7 +74,7 @@ def test(path):
     t0 = time.monotonic()
     check(c.closed_within(DEADLINE + 5), "half-open client never closed")
     took = time.monotonic() - t0
-    check(took < DEADLINE / 2 * SLOW, "half-open client held %.1fs" % took)
+    check(took < DEADLINE * 0.75, "half-open client held %.1fs" % took)
     c.close()
 
     # a horde of idle connections: the daemon does not keep a descriptor
@@ -103,7 +103,7 @@ def test(path):
         time.sleep(0.1)
     check(fds() <= base + 2, "descriptors not released: %d > %d" %
           (fds(), base))
-    polite_quick(path)
+    verify(path)
 
     # negotiated clients are not on the handshake clock
     c = Conn(path); c.connect_export()

@@ -315,7 +315,7 @@ static void test_discard_boundary(void **state)
 	t0 = now_ms();
 	opt_header(&t, NBD_OPT_INFO, sizeof(big) + 1);
 	hung_up(&t);
-	assert_true(t.ended_ms - t0 < 2000);
+	assert_true(t.ended_ms - t0 < 5000); /* not the 10 s deadline */
 	assert_int_equal(finish(&t), -E2BIG);
 }
 
@@ -347,7 +347,8 @@ static void test_deadline_busy_client(void **state)
 	}
 	assert_true(i >= 5); /* it was answered while in time */
 	hung_up(&t);
-	assert_true(t.ended_ms - t0 >= 900 && t.ended_ms - t0 < 3000);
+	/* at the 1 s deadline (without one, hung_up() would have failed) */
+	assert_true(t.ended_ms - t0 >= 900 && t.ended_ms - t0 < 8000);
 	assert_int_equal(finish(&t), -ETIMEDOUT);
 }
 
