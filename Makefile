@@ -17,6 +17,9 @@ MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 PLUGINDIR  ?= $(LIBDIR)/nbdd
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# Where systemd and udev look, as their pkg-config files say.
+SYSTEMDUNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+UDEVRULESDIR ?= $(shell pkg-config --variable=udevdir udev 2>/dev/null || echo /lib/udev)/rules.d
 
 VERSION := 0.1.0
 SOMAJOR := 0
@@ -30,7 +33,7 @@ B ?= build-$(subst $(comma),-,$(SANITIZE))
 endif
 comma := ,
 
-PKGS := libnl-genl-3.0 libkmod json-c
+PKGS := libnl-genl-3.0 libkmod json-c libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -88,7 +91,9 @@ LINK_LIB := -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive -rdynamic
 .PHONY: all lib tests check check-unit check-interop check-vm check-asan demo \
 	deps install uninstall clean fuzz bench format
 
-all: lib $(NBDD) $(NBDCTL) $(PLUGINS) $(PROGS) $(B)/libnbdd.pc
+UNITS := $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
+
+all: lib $(NBDD) $(NBDCTL) $(PLUGINS) $(PROGS) $(B)/libnbdd.pc $(UNITS)
 
 lib: $(LIB_A) $(LIB_SO)
 
@@ -145,6 +150,10 @@ $(B)/libnbdd.pc: libnbdd.pc.in Makefile
 	@mkdir -p $(B)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
+$(B)/systemd/%: systemd/%.in Makefile
+	@mkdir -p $(dir $@)
+	$(Q)sed -e 's|@SBINDIR@|$(SBINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+
 # ---- tests ----
 # tests/run prints one line per test and closes with "N passed, N failed".
 
@@ -192,7 +201,10 @@ format:
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
 		$(DESTDIR)$(INCLUDEDIR)/nbdd $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(PLUGINDIR) \
-		$(DESTDIR)$(SYSCONFDIR)/nbdd/backends.d
+		$(DESTDIR)$(SYSCONFDIR)/nbdd/backends.d $(DESTDIR)$(SYSCONFDIR)/nbdd/mappings.d \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(UDEVRULESDIR)
+	install -m 0644 $(UNITS) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVRULESDIR)/
 	install -m 0755 $(NBDD) $(DESTDIR)$(SBINDIR)/nbdd
 	install -m 0755 $(NBDCTL) $(DESTDIR)$(SBINDIR)/nbdctl
 	install -m 0755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "notify.h"
 
 #define MAX_LISTEN 16
 #define MAX_EXPORTS 64
@@ -259,31 +260,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 	default_state_file(o);
 }
 
-/* ---- readiness and pid file ---- */
-
-/* systemd's readiness protocol, without linking libsystemd. */
-static void sd_notify_msg(const char *msg)
-{
-	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	socklen_t len;
-	int fd;
-
-	if (!path || (path[0] != '/' && path[0] != '@') ||
-	    strlen(path) >= sizeof(sa.sun_path))
-		return;
-	memcpy(sa.sun_path, path, strlen(path));
-	if (sa.sun_path[0] == '@')
-		sa.sun_path[0] = '\0';
-	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-		   len) < 0)
-		log_debug("NOTIFY_SOCKET: %s", strerror(errno));
-	close(fd);
-}
+/* ---- pid file ---- */
 
 static int write_pidfile(const char *path)
 {
@@ -366,7 +343,7 @@ static int stop(const struct options *o)
 {
 	int r;
 
-	sd_notify_msg("STOPPING=1");
+	notify_stopping();
 	control_stop_listening();
 	exports_stop_listening();
 	control_close();
@@ -397,7 +374,7 @@ int main(int argc, char **argv)
 	if (r == 0) {
 		log_notice("nbdd %s ready (control %s)", NBDD_VERSION_STRING,
 			   o.control.path);
-		sd_notify_msg("READY=1");
+		notify_ready(mappings_count());
 		r = run_loop();
 	}
 	if (stop(&o) < 0 && r == 0)

@@ -402,6 +402,12 @@ static void attach_run(struct job *j)
 		snprintf(a->msg, sizeof(a->msg), "%s", lib_error(r));
 		return;
 	}
+	/*
+	 * A named mapping shows its name in /sys/block/nbdX/backend, which
+	 * udev turns into /dev/disk/by-nbd/NAME (udev/59-nbdd.rules).
+	 */
+	if (a->name[0])
+		a->opts.identifier = a->name;
 	/* The mapping takes its own reference to the export. */
 	r = nbdd_attach(x, &a->opts, &a->m);
 	if (r < 0) {

@@ -138,7 +138,7 @@ static int attach_args(struct ctl_request *r, int argc, char **argv)
 	return 0;
 }
 
-static int cmd_attach(struct global *g, int argc, char **argv)
+int cmd_attach(struct global *g, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "connections", required_argument, NULL, 'c' },
@@ -232,7 +232,7 @@ static int simple_options(const char *cmd, struct global *g, int argc,
 	return 0;
 }
 
-static int cmd_detach(struct global *g, int argc, char **argv)
+int cmd_detach(struct global *g, int argc, char **argv)
 {
 	struct ctl_request r;
 	json_object *reply;
@@ -556,10 +556,14 @@ static int cmd_ping(struct global *g, int argc, char **argv)
 const struct command commands[] = {
 	{ "attach",
 	  "SPEC [/dev/nbdN] [--name NAME] [--connections N] [--read-only]\n"
-	  "       [--block-size N] [--timeout S] [--dead-conn-timeout S]",
-	  "Attach a backend to a kernel device and print the device.", cmd_attach },
-	{ "detach", "/dev/nbdN|NAME|--all",
-	  "Flush and disconnect a device, or all of them.", cmd_detach },
+	  "       [--block-size N] [--timeout S] [--dead-conn-timeout S]\n"
+	  "       [--persistent [--requires PATH]]",
+	  "Attach a backend to a kernel device and print the device.", cmd_attach_p },
+	{ "detach", "/dev/nbdN|NAME|--all|--persistent NAME",
+	  "Flush and disconnect a device, or all of them.", cmd_detach_p },
+	{ "attach-configured", "",
+	  "Attach the persistent mappings not attached yet.",
+	  cmd_attach_configured },
 	{ "list", "", "The devices nbdd serves.", cmd_list },
 	{ "status", "/dev/nbdN|NAME",
 	  "One device in detail, with per-connection statistics.", cmd_status },

@@ -40,6 +40,14 @@ struct command {
 
 extern const struct command commands[];
 const struct command *command_find(const char *name);
+int cmd_attach(struct global *g, int argc, char **argv);
+int cmd_detach(struct global *g, int argc, char **argv);
+
+/* ---- persist.c: --persistent, attach-configured ---- */
+
+int cmd_attach_p(struct global *g, int argc, char **argv);
+int cmd_detach_p(struct global *g, int argc, char **argv);
+int cmd_attach_configured(struct global *g, int argc, char **argv);
 
 /* ---- client.c ---- */
 

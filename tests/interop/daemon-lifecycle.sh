@@ -91,6 +91,8 @@ for ((i = 0; i < 50; i++)); do [ -S "$T/notify.sock" ] && break; sleep 0.1; done
 NOTIFY_SOCKET=$T/notify.sock start_daemon
 stop_daemon
 wait "$notify_pid" || fail "no readiness notifications"
-[ "$(cat "$T/notify.log")" = "READY=1
+# Each message starts with its state change; STATUS= lines follow it.
+[ "$(grep -E '^(READY|STOPPING)=' "$T/notify.log")" = "READY=1
 STOPPING=1" ] || fail "notifications: $(cat "$T/notify.log")"
+grep -q '^STATUS=serving 0 devices$' "$T/notify.log" || fail "no STATUS=: $(cat "$T/notify.log")"
 echo "ok"
