@@ -21,6 +21,19 @@
  * RECONFIGURE only replaces sockets the kernel already considers dead;
  * it silently keeps live ones. nbdd_mapping_adopt() detects sockets the
  * kernel did not take and reports -EBUSY when it took none.
+ *
+ * ---- Why one socket per device by default ----
+ * The driver reads each socket in a work item that lasts as long as the
+ * socket, on a WQ_MEM_RECLAIM workqueue. If no kernel worker can be
+ * started quickly when the sockets are handed over (memory pressure, or
+ * simply the first use after boot on a slow VM), the workqueue's single
+ * rescuer thread takes the pending receive works and runs them one after
+ * another: every socket but the first is then never read, and each
+ * request sent on one waits out the whole request timeout before the
+ * kernel drops that socket. Observed on 6.1 (about one first attach in
+ * four with two sockets, under emulation). One socket cannot starve;
+ * asking for more (nbdd_attach_options.connections) is allowed when the
+ * backend has multi-conn, at that risk.
  */
 #ifndef NBDD_KERNEL_H
 #define NBDD_KERNEL_H

@@ -160,8 +160,8 @@ struct nbdd_mapping;
 
 struct nbdd_attach_options {
 	int index;                  /* /dev/nbdINDEX; -1: the kernel picks */
-	unsigned connections;       /* sockets, 1..16; 0: one per CPU, at
-				       most 4 (1 without multi-conn) */
+	unsigned connections;       /* sockets, 1..16 (several need
+				       multi-conn); 0: 1, see nbdd/kernel.h */
 	uint32_t block_size;        /* 512..page size; 0: from the backend */
 	uint32_t timeout;           /* seconds per request; 0: kernel default */
 	uint32_t dead_conn_timeout; /* seconds to wait for new sockets; 0: off */

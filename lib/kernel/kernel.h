@@ -107,7 +107,6 @@ struct attach_input {
 	uint64_t size;            /* export size */
 	uint16_t eflags;          /* export_eflags() */
 	uint32_t min_block;       /* backend minimum block size (0, 1: none) */
-	unsigned ncpu;
 	unsigned long page_size;
 	bool write_zeroes;        /* the kernel sends NBD_CMD_WRITE_ZEROES */
 };
@@ -122,7 +121,7 @@ struct attach_plan {
 };
 
 #define ATTACH_MAX_CONNECTIONS 16
-#define ATTACH_DEFAULT_CONNECTIONS 4
+#define ATTACH_DEFAULT_CONNECTIONS 1 /* see plan.c: rescuer starvation */
 
 /*
  * Check @o against @in and decide; -EINVAL with a message when the

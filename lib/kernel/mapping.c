@@ -338,14 +338,12 @@ static int connect_retry(struct knl *k, const struct knl_config *c,
 
 static int gather_input(struct nbdd_export *e, struct attach_input *in)
 {
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	long page = sysconf(_SC_PAGESIZE);
 
 	memset(in, 0, sizeof(*in));
 	in->size = nbdd_export_size(e);
 	in->eflags = export_eflags(e);
 	in->min_block = e->bs.minimum;
-	in->ncpu = ncpu > 0 ? (unsigned)ncpu : 1;
 	in->page_size = page > 0 ? (unsigned long)page : 4096;
 	in->write_zeroes = kernel_release_has_write_zeroes(kernel_release());
 	return 0;

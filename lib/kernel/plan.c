@@ -3,13 +3,23 @@
  * The decisions of an attach, apart from any kernel: which options are
  * acceptable, how many sockets, which block size, which server flags.
  *
- * Connections: 0 asks for the default, min(CPUs, 4), but only when the
- * export has NBD_FLAG_CAN_MULTI_CONN; otherwise the default is 1. The
- * kernel refuses several sockets without that flag (EINVAL from CONNECT),
- * and without it writes on one socket need not be visible on another, so
- * an explicit request for more than one is refused here with a sentence
- * rather than silently clamped: the caller asked for something the
- * backend cannot give.
+ * Connections: 0 means one socket. Several sockets are allowed only when
+ * the export has NBD_FLAG_CAN_MULTI_CONN: the kernel refuses them without
+ * it (EINVAL from CONNECT), and without it writes on one socket need not
+ * be visible on another, so such a request is refused here with a
+ * sentence rather than silently clamped.
+ *
+ * Why not one per CPU by default: the driver runs each socket's receive
+ * loop as a work item on a WQ_MEM_RECLAIM workqueue, for the socket's
+ * whole life. When no kworker can be created within the mayday timeout
+ * at CONNECT time (first use after boot on a slow VM, or memory pressure)
+ * the workqueue's rescuer takes the pending receive works and runs them
+ * one after another -- so the second socket is never read, and every
+ * request sent on it waits out the full timeout before the kernel gives
+ * up on that socket. Seen on 6.1 under emulation, about one first attach
+ * in four with two sockets (sysrq-t: "in-flight: N(RESCUER):recv_work
+ * recv_work"). One socket cannot starve that way; more is the caller's
+ * informed choice.
  *
  * Block size: the kernel takes a power of two from 512 to the page size.
  * 0 means the backend's minimum if it has one above 512, else 512, so the
@@ -96,11 +106,7 @@ static int plan_connections(const struct nbdd_attach_options *o,
 				 "%u connections asked for, but the backend "
 				 "does not promise a consistent image across "
 				 "connections (no multi-conn): use 1", n);
-	if (n == 0) {
-		n = multi ? MIN(MAX(in->ncpu, 1u),
-				(unsigned)ATTACH_DEFAULT_CONNECTIONS) : 1;
-	}
-	*out = n;
+	*out = n ? n : ATTACH_DEFAULT_CONNECTIONS;
 	return 0;
 }
 

@@ -84,52 +84,48 @@ static void test_release(void **state)
 	assert_false(kernel_release_has_write_zeroes(NULL));
 }
 
-static struct attach_input input(uint16_t eflags, unsigned ncpu)
+static struct attach_input input(uint16_t eflags)
 {
 	return (struct attach_input){
 		.size = 64u << 20, .eflags = eflags, .min_block = 1,
-		.ncpu = ncpu, .page_size = 4096,
+		.page_size = 4096,
 	};
 }
 
 static void test_connections(void **state)
 {
 	struct nbdd_attach_options o = { .index = -1 };
-	struct attach_input in = input(NBD_FLAG_CAN_MULTI_CONN, 8);
+	struct attach_input in = input(NBD_FLAG_CAN_MULTI_CONN);
 	struct attach_plan p;
 
-	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
-	assert_int_equal(p.connections, 4); /* min(CPUs, 4) */
-	in.ncpu = 2;
-	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
-	assert_int_equal(p.connections, 2);
-	in.ncpu = 0;
+	/* One socket by default, even with multi-conn (rescuer starvation). */
 	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
 	assert_int_equal(p.connections, 1);
-
-	/* Without multi-conn the default is one socket... */
-	in = input(NBD_FLAG_SEND_FLUSH, 8);
+	o.connections = 4;
 	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
-	assert_int_equal(p.connections, 1);
-	/* ...and asking for more is refused, saying why. */
-	o.connections = 2;
-	assert_int_equal(attach_plan_make(&o, &in, &p), -EINVAL);
-	assert_non_null(strstr(nbdd_last_error(), "multi-conn"));
-	o.connections = 1;
-	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
-
-	in = input(NBD_FLAG_CAN_MULTI_CONN, 8);
+	assert_int_equal(p.connections, 4);
 	o.connections = 16;
 	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
 	assert_int_equal(p.connections, 16);
 	o.connections = 17;
 	assert_int_equal(attach_plan_make(&o, &in, &p), -EINVAL);
+
+	/* Without multi-conn more than one is refused, saying why. */
+	in = input(NBD_FLAG_SEND_FLUSH);
+	o.connections = 0;
+	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
+	assert_int_equal(p.connections, 1);
+	o.connections = 2;
+	assert_int_equal(attach_plan_make(&o, &in, &p), -EINVAL);
+	assert_non_null(strstr(nbdd_last_error(), "multi-conn"));
+	o.connections = 1;
+	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
 }
 
 static void test_block_size(void **state)
 {
 	struct nbdd_attach_options o = { .index = -1 };
-	struct attach_input in = input(0, 1);
+	struct attach_input in = input(0);
 	struct attach_plan p;
 	static const uint32_t bad[] = { 256, 768, 1000, 8192, 3 };
 	size_t i;
@@ -148,7 +144,7 @@ static void test_block_size(void **state)
 	assert_int_equal(attach_plan_make(&o, &in, &p), 0);
 	assert_int_equal(p.block_size, 8192);
 
-	in = input(0, 1);
+	in = input(0);
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		o.block_size = bad[i];
 		if (attach_plan_make(&o, &in, &p) != -EINVAL)
@@ -165,7 +161,7 @@ static void test_size_and_rest(void **state)
 		.index = -1, .block_size = 4096, .timeout = 30,
 		.dead_conn_timeout = 60, .readonly = true,
 	};
-	struct attach_input in = input(NBD_FLAG_SEND_FLUSH, 1);
+	struct attach_input in = input(NBD_FLAG_SEND_FLUSH);
 	struct attach_plan p;
 
 	in.size = 1000000; /* not a multiple of 4096: rounded down */
