@@ -10,6 +10,8 @@
 #                    whose modules have nbd)
 #   NBDD_VM_MEM      guest memory (default 2G; run-vm --mem overrides)
 #   NBDD_VM_SMP      guest CPUs (default 2)
+#   NBDD_VM_INIT     "systemd": a real systemd boot (tests/vm/systemd-init,
+#                    run-vm only); default: tests/vm/guest-init
 
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NBDD_TOP=$(cd "$VM_DIR/../.." && pwd)
@@ -227,7 +229,9 @@ vm_stop() { # results
 # The console goes to results/console.log. Returns qemu's status (124 on
 # timeout); the job's own status is in results/exit-code.
 vm_boot() { # results timeout-seconds
-	local results=$1 limit=$2 kver initrd
+	local results=$1 limit=$2 kver initrd stage2=guest-init
+	# NBDD_VM_INIT=systemd: boot systemd as PID 1 (tests/vm/systemd-init).
+	[ "${NBDD_VM_INIT:-}" = systemd ] && stage2=systemd-init
 	vm_check_paths "$results"
 	command -v qemu-system-x86_64 >/dev/null ||
 		vm_die "qemu-system-x86_64 missing (scripts/deps.sh install)"
@@ -244,7 +248,7 @@ vm_boot() { # results timeout-seconds
 		-nographic -no-reboot -nodefaults \
 		-serial "file:$results/console.log" -pidfile "$results/qemu.pid" \
 		-kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
-		-append "console=ttyS0 quiet panic=-1 nbddvm.init=$VM_DIR/guest-init" \
+		-append "console=ttyS0 quiet panic=-1 nbddvm.init=$VM_DIR/$stage2" \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 		-virtfs "local,path=$results,mount_tag=results,security_model=none,multidevs=remap" \
 		</dev/null
