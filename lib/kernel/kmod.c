@@ -26,12 +26,13 @@ bool kernel_driver_present(void)
 	return access("/sys/module/nbd", F_OK) == 0;
 }
 
-static int load_error(int err, const char *why)
+#define REMEDY_INSTALL "install the modules of this kernel (its linux-image " \
+	"or linux-modules package) or run `modprobe nbd`"
+
+static int load_error(int err, const char *why, const char *remedy)
 {
-	return set_error(err, "the nbd module cannot be loaded: %s -- install "
-			 "the modules of kernel %s (its linux-image or "
-			 "linux-modules package) or run `modprobe nbd`", why,
-			 kernel_release());
+	return set_error(err, "the nbd module cannot be loaded: %s (kernel "
+			 "%s) -- %s", why, kernel_release(), remedy);
 }
 
 static int insert(struct kmod_ctx *ctx, const char *options)
@@ -42,9 +43,11 @@ static int insert(struct kmod_ctx *ctx, const char *options)
 
 	r = kmod_module_new_from_lookup(ctx, "nbd", &list);
 	if (r < 0)
-		return load_error(r, "the module index cannot be read");
+		return load_error(r, "the module index cannot be read",
+				  REMEDY_INSTALL);
 	if (!list)
-		return load_error(-ENOENT, "this kernel has no module nbd");
+		return load_error(-ENOENT, "this kernel has no module nbd",
+				  REMEDY_INSTALL);
 	r = -ENOENT;
 	kmod_list_foreach(l, list) {
 		mod = kmod_module_get_module(l);
@@ -59,13 +62,17 @@ static int insert(struct kmod_ctx *ctx, const char *options)
 	if (r == -EEXIST)
 		return 0; /* someone else loaded it meanwhile */
 	if (r > 0) /* KMOD_PROBE_APPLY_BLACKLIST: refused by configuration */
-		return load_error(-EPERM, "it is blacklisted");
+		return load_error(-EPERM, "it is blacklisted",
+				  "remove the blacklist from modprobe.d, or "
+				  "load it yourself: `modprobe nbd`");
 	if (r == -EPERM || r == -EACCES)
-		return load_error(r, "not permitted (needs CAP_SYS_MODULE)");
+		return load_error(r, "not permitted (needs CAP_SYS_MODULE)",
+				  "run as root, or `modprobe nbd` first");
 	if (r == -ENOSYS)
-		return load_error(r, "this kernel does not load modules");
+		return load_error(r, "this kernel does not load modules",
+				  "use a kernel with nbd built in or loadable");
 	if (r < 0)
-		return load_error(r, strerror(-r));
+		return load_error(r, strerror(-r), REMEDY_INSTALL);
 	return 0;
 }
 
@@ -106,7 +113,8 @@ NBDD_EXPORT int nbdd_kernel_load(unsigned nbds_max)
 		snprintf(options, sizeof(options), "nbds_max=%u", nbds_max);
 	ctx = kmod_new(NULL, NULL);
 	if (!ctx)
-		return load_error(-ENOMEM, "libkmod cannot start");
+		return load_error(-ENOMEM, "libkmod cannot start",
+				  "run `modprobe nbd`");
 	r = insert(ctx, nbds_max ? options : NULL);
 	kmod_unref(ctx);
 	if (r < 0)
