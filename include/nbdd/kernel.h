@@ -87,7 +87,13 @@ struct nbdd_kernel_device {
 	 * merely held open (udev probing, a stray `blkid`).
 	 */
 	bool connected;
-	int pid;                     /* serving process (sysfs pid), 0: none */
+	/*
+	 * sysfs pid: present while a server is bound (so also after that
+	 * server died, until DISCONNECT). It names the thread that sent
+	 * CONNECT -- a thread id if that was not the main thread -- and
+	 * RECONFIGURE does not change it. 0: no server bound.
+	 */
+	int pid;
 	uint64_t size;               /* bytes, 0 when not connected */
 	uint32_t logical_block_size; /* bytes */
 	char backend[256];           /* sysfs backend identifier, or "" */
