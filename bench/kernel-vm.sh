@@ -2,7 +2,7 @@
 # vm-timeout: 2400
 #
 # Kernel path of the benchmark; runs as root INSIDE the VM:
-#   tests/vm/run-vm --mem 4G bench/kernel-vm.sh [RUNTIME [REPEAT [DEVICES]]]
+#   tests/vm/run-vm --mem 4G bench/kernel-vm.sh [RUNTIME [REPEAT [DEVICES [MAPPINGS]]]]
 # (bench/run does this). DEVICES, comma-separated, from:
 #   nbdd      nbdctl attach memory:size=1G (the daemon's default connections)
 #   nbdkit    nbdkit memory 1G + nbd-client -unix (netlink), same connections
@@ -12,13 +12,14 @@
 # fio (libaio, direct) runs every workload on every device in turn, order
 # rotating, so the emulator's speed falls on all alike. Each result is one
 # line "BENCH-JSON {...}" on stdout; everything else is for a person.
-# Then nbdd's RSS with 64 attached mappings.
+# Then nbdd's RSS with MAPPINGS (64) attached mappings; 0 skips it.
+# (Arguments, not environment: run-vm passes no environment to the guest.)
 . "$NBDD_TOP/tests/vm/lib.sh"
 
 runtime=${1:-5}
 repeat=${2:-1}
 devices=${3:-nbdd,nbdkit,qemu-nbd,brd,loop}
-mappings=${BENCH_MAPPINGS:-64}
+mappings=${4:-64}
 size_mb=1024
 ws=128M # the working set each fio run covers, prefilled once
 
