@@ -28,7 +28,6 @@ prepare() {
 	# What `nbdctl attach --persistent --name data file:path=$IMG` writes.
 	cat >/etc/nbdd/mappings.d/data.conf <<-EOF
 		spec = file:path=$IMG
-		connections = 2
 	EOF
 	cat >/etc/fstab <<-EOF
 		/dev/disk/by-nbd/data $MNT ext4 defaults,x-systemd.requires=nbdd.service,x-systemd.device-timeout=120s 0 2
