@@ -4,8 +4,8 @@
 # Kernel path of the benchmark; runs as root INSIDE the VM:
 #   tests/vm/run-vm --mem 4G bench/kernel-vm.sh [RUNTIME [REPEAT [DEVICES [MAPPINGS]]]]
 # (bench/run does this). DEVICES, comma-separated, from:
-#   nbdd      nbdctl attach memory:size=1G (the daemon's default connections)
-#   nbdkit    nbdkit memory 1G + nbd-client -unix (netlink), same connections
+#   nbdd      nbdctl attach memory:size=1G (the daemon's default sockets)
+#   nbdkit    nbdkit memory 1G + nbd-client -unix (netlink), as many sockets
 #   qemu-nbd  qemu-nbd -c on a tmpfs file (ioctl interface, one connection)
 #   brd       the kernel's ramdisk: the ceiling
 #   loop      a loop device on a tmpfs file
@@ -57,12 +57,12 @@ free_nbd() {
 }
 
 cpus=$(nproc)
-conns=$((cpus < 4 ? cpus : 4))
+# nbd-client gets as many sockets as nbdctl gave nbdd's mapping (read back
+# from `nbdctl list`); 1 when nbdd is not measured (nbdctl's default).
+conns=1
 declare -A DEV PID
 used_devs=()
 log "kernel $(uname -r), $cpus vCPUs (TCG), fio $(fio --version)"
-echo "BENCH-JSON $(json env kernel="$(uname -r)" cpus="$cpus" connections="$conns" \
-	runtime="$runtime" repeat="$repeat" working_set="$ws")"
 
 if want nbdd; then
 	need_file "$NBDD_BIN" "the daemon: make"
@@ -73,7 +73,13 @@ if want nbdd; then
 	DEV[nbdd]=$NBD_DEV PID[nbdd]=$NBDD_PID
 	used_devs+=("$NBD_DEV")
 	echo "BENCH-JSON $(json env nbdd_rss_1_mapping_kb="$(awk '/^VmRSS/ {print $2}' /proc/$NBDD_PID/status)")"
+	conns=$(nbdctl list | awk -v d="$NBD_DEV" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "CONNS") c = i }
+		$1 == d && c { print $c }')
+	[[ $conns =~ ^[0-9]+$ ]] || conns=1
+	log "nbdd's mapping has $conns socket(s)"
 fi
+echo "BENCH-JSON $(json env kernel="$(uname -r)" cpus="$cpus" connections="$conns" \
+	runtime="$runtime" repeat="$repeat" working_set="$ws")"
 if want nbdkit; then
 	need nbdkit
 	sock=$TMPDIR/nbdkit.sock
@@ -82,7 +88,7 @@ if want nbdkit; then
 	PID[nbdkit]=$SPAWNED_PID
 	wait_until 20 "nbdkit's socket" test -S "$sock"
 	dev=$(free_nbd)
-	# Same number of sockets nbdctl gives a multi-conn backend (one per CPU).
+	# The same number of sockets as nbdd's mapping.
 	run nbd-client -unix "$sock" "$dev" -b 4096 -C "$conns"
 	on_exit _lib_nbd_client_detach "$dev"
 	wait_for_dev "$dev"
