@@ -156,7 +156,9 @@ need_kernel_nbd() {
 # without the mark, all of them).
 test_dmesg() {
 	local mark="nbdd-vm: begin $VM_TEST_NAME"
-	if dmesg | grep -qF "$mark"; then
+	# Not grep -q: it would stop reading at the match, dmesg would die of
+	# SIGPIPE on a long log, and pipefail would take the whole log instead.
+	if dmesg | grep -F "$mark" >/dev/null; then
 		dmesg | sed -n "/$mark\$/,\$p"
 	else
 		dmesg
