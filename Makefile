@@ -78,6 +78,13 @@ NBDD     := $(B)/nbdd
 NBDCTL   := $(B)/nbdctl
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 PLUGINS  := $(patsubst examples/plugins/%.c,$(B)/examples/%.so,$(EXAMPLE_PLUGINS))
+# Backends that need a big library (librbd, libnbd) are plugins, so that
+# libnbdd does not depend on them: plugins/NAME/*.c -> $(B)/plugins/NAME.so,
+# installed in PLUGINDIR, where "NAME:..." finds them. plugins/NAME/plugin.mk
+# sets PLUGIN_PKGS_NAME (pkg-config names) and PLUGIN_LIBS_NAME.
+BACKEND_PLUGIN_NAMES := $(sort $(patsubst plugins/%/,%,$(dir $(wildcard plugins/*/*.c))))
+BACKEND_PLUGINS := $(BACKEND_PLUGIN_NAMES:%=$(B)/plugins/%.so)
+-include $(wildcard plugins/*/plugin.mk)
 PROGS    := $(patsubst examples/programs/%.c,$(B)/examples/%,$(EXAMPLE_PROGS))
 
 # Executables carry the whole library and export its public (default
@@ -93,7 +100,7 @@ LINK_LIB := -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive -rdynamic
 
 UNITS := $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
 
-all: lib $(NBDD) $(NBDCTL) $(PLUGINS) $(PROGS) $(B)/libnbdd.pc $(UNITS)
+all: lib $(NBDD) $(NBDCTL) $(PLUGINS) $(BACKEND_PLUGINS) $(PROGS) $(B)/libnbdd.pc $(UNITS)
 
 lib: $(LIB_A) $(LIB_SO)
 
@@ -140,6 +147,16 @@ $(B)/examples/%.so: examples/plugins/%.c include/nbdd/backend.h
 	@mkdir -p $(dir $@)
 	$(call say,PLUGIN,$@)
 	$(Q)$(CC) $(CFLAGS) -shared -o $@ $< $(LDFLAGS)
+
+define backend_plugin
+$(B)/plugins/$(1).so: $(wildcard plugins/$(1)/*.c plugins/$(1)/*.h) include/nbdd/backend.h
+	@mkdir -p $$(@D)
+	$$(call say,PLUGIN,$$@)
+	$$(Q)$$(CC) $$(CFLAGS) -Iplugins/$(1) $$(if $$(PLUGIN_PKGS_$(1)),$$(shell pkg-config --cflags $$(PLUGIN_PKGS_$(1)))) \
+		-shared -o $$@ $$(filter %.c,$$^) $$(LDFLAGS) \
+		$$(if $$(PLUGIN_PKGS_$(1)),$$(shell pkg-config --libs $$(PLUGIN_PKGS_$(1)))) $$(PLUGIN_LIBS_$(1))
+endef
+$(foreach n,$(BACKEND_PLUGIN_NAMES),$(eval $(call backend_plugin,$(n))))
 
 $(B)/examples/%: examples/programs/%.c $(LIB_SO)
 	@mkdir -p $(dir $@)
@@ -204,6 +221,7 @@ install: all
 		$(DESTDIR)$(SYSCONFDIR)/nbdd/backends.d $(DESTDIR)$(SYSCONFDIR)/nbdd/mappings.d \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(UDEVRULESDIR)
 	install -m 0644 $(UNITS) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	$(if $(BACKEND_PLUGINS),install -m 0755 $(BACKEND_PLUGINS) $(DESTDIR)$(PLUGINDIR)/)
 	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVRULESDIR)/
 	install -m 0755 $(NBDD) $(DESTDIR)$(SBINDIR)/nbdd
 	install -m 0755 $(NBDCTL) $(DESTDIR)$(SBINDIR)/nbdctl

@@ -49,6 +49,7 @@ enum {
 	OPT_EXPORT,
 	OPT_EXPORT_RO,
 	OPT_CONFIG_DIR,
+	OPT_PLUGIN_DIR,
 	OPT_CONTROL_GROUP,
 	OPT_MAX_CLIENTS,
 	OPT_HANDSHAKE_TIMEOUT,
@@ -64,6 +65,7 @@ static const struct option long_options[] = {
 	{ "export", required_argument, NULL, OPT_EXPORT },
 	{ "export-ro", required_argument, NULL, OPT_EXPORT_RO },
 	{ "config-dir", required_argument, NULL, OPT_CONFIG_DIR },
+	{ "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
 	{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
 	{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
@@ -96,6 +98,9 @@ static void usage(FILE *f)
 		"  --config-dir DIR         NAME specs come from "
 		"DIR/backends.d/NAME.conf\n"
 		"                           (default /etc/nbdd)\n"
+		"  --plugin-dir DIR         NAME:... loads DIR/NAME.so "
+		"when NAME is not\n"
+		"                           built in (default " NBDD_PLUGINDIR ")\n"
 		"  --max-clients N          network clients at once "
 		"(default 1024)\n"
 		"  --handshake-timeout S    seconds for a client's handshake "
@@ -200,6 +205,9 @@ static void parse_option(struct options *o, int c, const char *arg)
 		break;
 	case OPT_CONFIG_DIR:
 		o->config_dir = arg;
+		break;
+	case OPT_PLUGIN_DIR:
+		nbdd_set_plugin_dir(arg);
 		break;
 	case OPT_CONTROL_GROUP:
 		o->control.group = arg;

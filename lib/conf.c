@@ -317,11 +317,13 @@ static int conf_finish(struct conf *c, struct backend_spec *out)
 	if (r)
 		return conf_err(c, "backend: %s", nbdd_last_error());
 	if (!spec_is_plugin_path(out->backend) &&
-	    !builtin_backend(out->backend))
+	    !builtin_backend(out->backend) &&
+	    !plugin_installed(out->backend))
 		return conf_err(c,
 				"backend '%.100s' is neither a built-in "
-				"backend (%s) nor a plugin path: a NAME.conf "
-				"cannot name another NAME",
+				"backend (%s), an installed plugin nor a "
+				"plugin path: a NAME.conf cannot name another "
+				"NAME",
 				out->backend, builtin_names());
 	for (i = 0; i < s->nparams; i++) {
 		if (spec_find(out, s->params[i].key) >= 0) {

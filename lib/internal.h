@@ -150,8 +150,11 @@ void spec_free(struct backend_spec *s);
 
 /* A built-in backend by name, or NULL. */
 const struct nbdd_backend *builtin_backend(const char *name);
+/* Is there a PLUGINDIR/NAME.so? (rbd, nbd: backends with big libraries) */
+bool plugin_installed(const char *name);
+void plugin_dir(char *buf, size_t size);
 /*
- * dlopen @path and return its table, copied into @out with the ABI
+ * dlopen @path (or PLUGINDIR/@path.so for an installed NAME) and return its table, copied into @out with the ABI
  * checks done. *dl receives the handle to dlclose() after close().
  */
 int plugin_load(const char *path, struct nbdd_backend *out, void **dl);

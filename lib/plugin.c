@@ -10,7 +10,9 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -102,12 +104,62 @@ int backend_copy(const struct nbdd_backend *in, struct nbdd_backend *out,
 	return 0;
 }
 
-/* "x.so" alone means the plugin directory; "./x.so" the current one. */
+static pthread_mutex_t dir_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *dir_set;
+
+NBDD_EXPORT void nbdd_set_plugin_dir(const char *dir)
+{
+	char *copy = dir && *dir ? strdup(dir) : NULL;
+
+	pthread_mutex_lock(&dir_lock);
+	free(dir_set);
+	dir_set = copy;
+	pthread_mutex_unlock(&dir_lock);
+}
+
+void plugin_dir(char *buf, size_t size)
+{
+	pthread_mutex_lock(&dir_lock);
+	snprintf(buf, size, "%s", dir_set ? dir_set : NBDD_PLUGINDIR);
+	pthread_mutex_unlock(&dir_lock);
+}
+
+/*
+ * Backends that need a large library (rbd: librbd, nbd: libnbd) ship as
+ * plugins in the plugin directory, so libnbdd itself does not depend on
+ * them; "rbd:pool=p,..." finds PLUGINDIR/rbd.so by its name.
+ */
+bool plugin_installed(const char *name)
+{
+	char dir[4096], path[4200];
+	struct stat st;
+
+	if (!valid_backend_name(name))
+		return false;
+	plugin_dir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/%s.so", dir, name);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/*
+ * "x.so" alone means the plugin directory; "./x.so" the current one;
+ * a bare NAME an installed plugin (plugin_installed()).
+ */
 static int plugin_path(const char *spec, char *buf, size_t size)
 {
-	int n = strchr(spec, '/')
-		    ? snprintf(buf, size, "%s", spec)
-		    : snprintf(buf, size, NBDD_PLUGINDIR "/%s", spec);
+	char dir[4096];
+	bool bare = !strchr(spec, '/');
+	size_t len = strlen(spec);
+	int n;
+
+	if (bare)
+		plugin_dir(dir, sizeof(dir));
+	if (!bare)
+		n = snprintf(buf, size, "%s", spec);
+	else if (len > 3 && !strcmp(spec + len - 3, ".so"))
+		n = snprintf(buf, size, "%s/%s", dir, spec);
+	else
+		n = snprintf(buf, size, "%s/%s.so", dir, spec);
 
 	if (n < 0 || (size_t)n >= size)
 		return set_error(-ENAMETOOLONG, "plugin path too long");

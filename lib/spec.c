@@ -2,7 +2,8 @@
 /*
  * Backend specs:  BACKEND[:key=value[,key=value...]]
  *
- *   BACKEND  a built-in name (memory, file, null); a plugin path (contains
+ *   BACKEND  a built-in name (memory, file, null); an installed plugin's
+ *            NAME (PLUGINDIR/NAME.so: rbd, nbd); a plugin path (contains
  *            '/' or ends in ".so"); or NAME, defined by NAME.conf in the
  *            config dir (see conf.c).
  *   value    ends at an unescaped ','. "\," is a comma, "\\" a backslash,
@@ -315,7 +316,8 @@ int spec_resolve(const char *text, struct backend_spec *out)
 	r = spec_parse(text, out);
 	if (r)
 		return r;
-	if (spec_is_plugin_path(out->backend) || builtin_backend(out->backend))
+	if (spec_is_plugin_path(out->backend) || builtin_backend(out->backend) ||
+	    plugin_installed(out->backend))
 		return 0;
 	config_dir(dir, sizeof(dir));
 	if (!spec_valid_name(out->backend)) {
@@ -327,13 +329,18 @@ int spec_resolve(const char *text, struct backend_spec *out)
 		goto fail;
 	}
 	r = conf_load(dir, out->backend, &conf);
-	if (r == -ENOENT)
+	if (r == -ENOENT) {
+		char pdir[SPEC_MAX_PATH];
+
+		plugin_dir(pdir, sizeof(pdir));
 		r = set_error(-ENOENT,
 			      "unknown backend '%s': not a built-in "
-			      "backend (%s), not a plugin path (one with a "
-			      "'/' or ending in .so), and there is no %s/%s"
-			      ".conf",
-			      out->backend, builtin_names(), dir, out->backend);
+			      "backend (%s), not an installed plugin (%s/%s.so), "
+			      "not a plugin path (one with a '/' or ending in "
+			      ".so), and there is no %s/%s.conf",
+			      out->backend, builtin_names(), pdir, out->backend,
+			      dir, out->backend);
+	}
 	if (r)
 		goto fail;
 	r = apply_overrides(&conf, out);

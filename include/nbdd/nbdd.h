@@ -60,8 +60,9 @@ struct nbdd_export_options {
 
 /*
  * Open a backend from a spec: "memory:size=1G", "file:path=/srv/a.img",
- * "/usr/lib/x/plugin.so:key=value", or a NAME defined in the backends
- * directory (see nbdd_set_config_dir()). @opts may be NULL.
+ * "/usr/lib/x/plugin.so:key=value", an installed plugin's NAME
+ * ("rbd:pool=p,image=i", see nbdd_set_plugin_dir()), or a NAME defined in
+ * the backends directory (see nbdd_set_config_dir()). @opts may be NULL.
  */
 int nbdd_export_open(const char *spec, const struct nbdd_export_options *opts,
 		     struct nbdd_export **out);
@@ -89,6 +90,11 @@ int nbdd_export_resize(struct nbdd_export *e, uint64_t new_size);
 
 /* Where NAME.conf backend definitions live (default /etc/nbdd/backends.d). */
 void nbdd_set_config_dir(const char *dir);
+/*
+ * Where installed plugins live (default PLUGINDIR, e.g. /usr/local/lib/nbdd):
+ * "NAME:..." loads DIR/NAME.so when NAME is not built in.
+ */
+void nbdd_set_plugin_dir(const char *dir);
 
 /* ---- per-connection statistics ---- */
 

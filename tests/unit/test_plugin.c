@@ -149,6 +149,33 @@ static void test_pattern_through_spec(void **state)
 	assert_non_null(strstr(nbdd_last_error(), "'big' is not a size"));
 }
 
+/* "pattern:..." finds PLUGINDIR/pattern.so once the directory is set. */
+static void test_installed_plugin_by_name(void **state)
+{
+	struct nbdd_export *e;
+	char dir[1100];
+
+	snprintf(dir, sizeof(dir), "%s/%s/examples", top, build_dir());
+	nbdd_set_plugin_dir(tmp);
+	assert_false(plugin_installed("pattern"));
+	assert_int_equal(nbdd_export_open("pattern:size=1M", NULL, &e), -ENOENT);
+	assert_non_null(strstr(nbdd_last_error(), "/pattern.so"));
+
+	nbdd_set_plugin_dir(dir);
+	assert_true(plugin_installed("pattern"));
+	assert_false(plugin_installed("../examples/pattern"));
+	assert_false(plugin_installed("memory2"));
+	assert_int_equal(nbdd_export_open("pattern:size=2M", NULL, &e), 0);
+	assert_string_equal(nbdd_export_backend_name(e), "pattern");
+	assert_int_equal(nbdd_export_size(e), 2 << 20);
+	nbdd_export_unref(e);
+	/* Built-in names still win over a plugin of the same name. */
+	assert_int_equal(nbdd_export_open("memory:size=1M", NULL, &e), 0);
+	assert_string_equal(nbdd_export_backend_name(e), "memory");
+	nbdd_export_unref(e);
+	nbdd_set_plugin_dir(NULL);
+}
+
 static void test_good_plugin(void **state)
 {
 	struct nbdd_backend b;
@@ -275,6 +302,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_pattern_through_spec),
+	    cmocka_unit_test(test_installed_plugin_by_name),
 	    cmocka_unit_test(test_good_plugin),
 	    cmocka_unit_test(test_future_abi_refused),
 	    cmocka_unit_test(test_missing_symbol),
