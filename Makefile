@@ -33,7 +33,7 @@ B ?= build-$(subst $(comma),-,$(SANITIZE))
 endif
 comma := ,
 
-PKGS := libnl-genl-3.0 libkmod json-c libsystemd
+PKGS := libnl-genl-3.0 libkmod json-c libsystemd gnutls
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)

@@ -158,6 +158,7 @@ struct exports_options {
 	size_t nexports;
 	unsigned max_clients;
 	unsigned handshake_timeout;
+	struct nbdd_tls_options tls; /* --tls, --tls-certificates, ... */
 };
 
 int exports_open(const struct exports_options *o);

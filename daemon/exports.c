@@ -169,6 +169,11 @@ int exports_open(const struct exports_options *o)
 		log_err("network server: %s", lib_error(r));
 		return r;
 	}
+	r = nbdd_server_set_tls(ex.srv, &o->tls);
+	if (r < 0) {
+		log_err("%s", lib_error(r));
+		return r;
+	}
 	r = open_exports(o);
 	if (r == 0)
 		r = open_listeners(o);

@@ -57,6 +57,10 @@ enum {
 	OPT_PIDFILE,
 	OPT_STATE_FILE,
 	OPT_NO_MLOCK,
+	OPT_TLS,
+	OPT_TLS_CERTIFICATES,
+	OPT_TLS_PSK,
+	OPT_TLS_VERIFY_PEER,
 };
 
 static const struct option long_options[] = {
@@ -73,6 +77,10 @@ static const struct option long_options[] = {
 	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 	{ "state-file", required_argument, NULL, OPT_STATE_FILE },
 	{ "no-mlock", no_argument, NULL, OPT_NO_MLOCK },
+	{ "tls", required_argument, NULL, OPT_TLS },
+	{ "tls-certificates", required_argument, NULL, OPT_TLS_CERTIFICATES },
+	{ "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+	{ "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -105,6 +113,15 @@ static void usage(FILE *f)
 		"(default 1024)\n"
 		"  --handshake-timeout S    seconds for a client's handshake "
 		"(default 10)\n"
+		"  --tls=off|on|require     TLS for network clients: off "
+		"(default), on (their\n"
+		"                           choice) or require\n"
+		"  --tls-certificates DIR   ca-cert.pem, server-cert.pem, "
+		"server-key.pem\n"
+		"  --tls-psk FILE           pre-shared keys, psktool's "
+		"USERNAME:HEXKEY lines\n"
+		"  --tls-verify-peer        clients need a certificate "
+		"signed by ca-cert.pem\n"
 		"  --log-level LEVEL        err, warning, notice (default), "
 		"info, debug\n"
 		"  --pidfile PATH           write the pid there\n"
@@ -236,6 +253,25 @@ static void parse_option(struct options *o, int c, const char *arg)
 	case OPT_NO_MLOCK:
 		o->mlock = false;
 		break;
+	case OPT_TLS:
+		if (!strcmp(arg, "off"))
+			o->net.tls.mode = NBDD_TLS_OFF;
+		else if (!strcmp(arg, "on"))
+			o->net.tls.mode = NBDD_TLS_ON;
+		else if (!strcmp(arg, "require"))
+			o->net.tls.mode = NBDD_TLS_REQUIRE;
+		else
+			bad_usage("--tls=%s: use off, on or require", arg);
+		break;
+	case OPT_TLS_CERTIFICATES:
+		o->net.tls.certificates_dir = arg;
+		break;
+	case OPT_TLS_PSK:
+		o->net.tls.psk_file = arg;
+		break;
+	case OPT_TLS_VERIFY_PEER:
+		o->net.tls.verify_peer = true;
+		break;
 	case 'h':
 		usage(stdout);
 		exit(0);
@@ -246,6 +282,24 @@ static void parse_option(struct options *o, int c, const char *arg)
 		fputs("See nbdd --help.\n", stderr);
 		exit(2);
 	}
+}
+
+/* Credentials without a mode, or a mode without them, is a mistake. */
+static void check_tls_options(struct nbdd_tls_options *t)
+{
+	bool creds = t->certificates_dir || t->psk_file;
+
+	t->struct_size = sizeof(*t);
+	if (t->mode == NBDD_TLS_OFF && (creds || t->verify_peer))
+		bad_usage("--tls-certificates, --tls-psk and --tls-verify-peer "
+			  "need --tls=on or --tls=require");
+	if (t->mode != NBDD_TLS_OFF && !creds)
+		bad_usage("--tls=%s needs --tls-certificates DIR or "
+			  "--tls-psk FILE",
+			  t->mode == NBDD_TLS_ON ? "on" : "require");
+	if (t->verify_peer && !t->certificates_dir)
+		bad_usage("--tls-verify-peer needs --tls-certificates DIR "
+			  "(its ca-cert.pem checks the clients)");
 }
 
 static void parse_options(struct options *o, int argc, char **argv)
@@ -265,6 +319,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 			  o->control.path);
 	o->net.listen = o->listen;
 	o->net.exports = o->exports;
+	check_tls_options(&o->net.tls);
 	default_state_file(o);
 }
 

@@ -12,6 +12,7 @@
  *   proto/wire.c    pure encode/decode/validate
  *   proto/handshake.c  option haggling (network clients only)
  *   proto/conn.c    the transmission phase: one engine for clients and kernel
+ *   proto/tls*.c    TLS credentials and sessions (gnutls), see proto/tls.h
  *   server.c        export table, listeners, client threads
  *   kernel/         netlink family, module loading, mappings
  */
@@ -69,6 +70,8 @@ int read_full(int fd, void *buf, size_t len, uint64_t deadline_ms);
 int write_full(int fd, const void *buf, size_t len, uint64_t deadline_ms);
 int writev_full(int fd, struct iovec *iov, int iovcnt);
 uint64_t now_ms(void);
+/* Until @fd is ready for @events: 0, or -ETIMEDOUT past the deadline. */
+int wait_fd(int fd, short events, uint64_t deadline_ms);
 
 /* ---- extents.c ---- */
 
@@ -174,9 +177,12 @@ struct negotiated {
 	bool extended;
 	bool base_allocation;
 	uint32_t min_block; /* 1 unless the client promised to honour ours */
+	struct tls_session *tls; /* owned; NULL for a plaintext client */
 };
 
 struct nbdd_server; /* server.c */
+struct tls_creds;   /* proto/tls.h */
+struct tls_session;
 
 /*
  * Run fixed-newstyle negotiation on @fd. On 0 the client asked to enter
@@ -191,6 +197,9 @@ struct nbdd_export *server_find_export(struct nbdd_server *srv,
 size_t server_export_count(struct nbdd_server *srv);
 struct nbdd_export *server_export_at(struct nbdd_server *srv, size_t i);
 unsigned server_handshake_timeout(struct nbdd_server *srv);
+/* The TLS mode, and the credentials unless the mode is off (server.c). */
+enum nbdd_tls_mode server_tls(struct nbdd_server *srv,
+			      const struct tls_creds **creds);
 
 /* ---- proto/conn.c ---- */
 
@@ -208,7 +217,7 @@ int conn_run(struct conn *c);
 /* Ask a running conn to stop (from any thread). */
 void conn_shutdown(struct conn *c);
 void conn_stats(const struct conn *c, struct nbdd_conn_stats *out);
-/* Closes the fd and drops the export reference. */
+/* Closes the fd, ends the TLS session, drops the export reference. */
 void conn_free(struct conn *c);
 
 #endif /* NBDD_INTERNAL_H */

@@ -11,6 +11,7 @@
  * count to reach zero.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "proto/tls.h"
 
 #define DEFAULT_HANDSHAKE_TIMEOUT 10
 #define DEFAULT_MAX_CLIENTS 1024
@@ -61,6 +63,8 @@ struct nbdd_server {
 	unsigned nclients, nnegotiating;
 	struct client *clients;
 	bool stopping;
+	enum nbdd_tls_mode tls_mode;
+	struct tls_creds *tls; /* set before serving, read-only after */
 };
 
 /* ---- the export table ---- */
@@ -180,6 +184,46 @@ unsigned server_handshake_timeout(struct nbdd_server *srv)
 	return srv->handshake_timeout;
 }
 
+/* ---- TLS ---- */
+
+NBDD_EXPORT int nbdd_server_set_tls(struct nbdd_server *srv,
+				    const struct nbdd_tls_options *opts)
+{
+	struct nbdd_tls_options o = { 0 };
+	struct tls_creds *creds = NULL;
+	int r;
+
+	if (!srv || !opts)
+		return set_error(-EINVAL, "nbdd_server_set_tls: NULL");
+	/* Fields a caller's struct_size does not reach stay zero. */
+	if (opts->struct_size < offsetof(struct nbdd_tls_options, mode) +
+					sizeof(opts->mode))
+		return set_error(-EINVAL, "nbdd_server_set_tls: struct_size "
+				 "%zu is too small", opts->struct_size);
+	memcpy(&o, opts, MIN(opts->struct_size, sizeof(o)));
+	if (o.mode != NBDD_TLS_OFF && o.mode != NBDD_TLS_ON &&
+	    o.mode != NBDD_TLS_REQUIRE)
+		return set_error(-EINVAL, "unknown TLS mode %d", (int)o.mode);
+	if (o.mode != NBDD_TLS_OFF) {
+		r = tls_creds_load(&o, &creds);
+		if (r < 0)
+			return r;
+	}
+	pthread_mutex_lock(&srv->lock);
+	tls_creds_free(srv->tls);
+	srv->tls = creds;
+	srv->tls_mode = o.mode;
+	pthread_mutex_unlock(&srv->lock);
+	return 0;
+}
+
+enum nbdd_tls_mode server_tls(struct nbdd_server *srv,
+			      const struct tls_creds **creds)
+{
+	*creds = srv->tls;
+	return srv->tls_mode;
+}
+
 /* ---- clients ---- */
 
 /* Count a new client in, or say why not; closes @fd when refused. */
@@ -271,6 +315,7 @@ static int client_serve(struct client *c)
 	if (r == 0) {
 		conn = conn_new(c->fd, CONN_NETWORK, &neg);
 		if (!conn) {
+			tls_session_free(neg.tls);
 			nbdd_export_unref(neg.export);
 			r = set_error(-ENOMEM, "out of memory for a connection");
 		}
@@ -396,6 +441,7 @@ NBDD_EXPORT void nbdd_server_free(struct nbdd_server *srv)
 	for (i = 0; i < srv->nexports; i++)
 		nbdd_export_unref(srv->exports[i]);
 	free(srv->exports);
+	tls_creds_free(srv->tls);
 	pthread_cond_destroy(&srv->gone);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv);

@@ -20,7 +20,7 @@ uint64_t now_ms(void)
 }
 
 /* Wait until @fd is ready for @events or the deadline passes. */
-static int wait_fd(int fd, short events, uint64_t deadline_ms)
+int wait_fd(int fd, short events, uint64_t deadline_ms)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 	uint64_t now;

@@ -7,11 +7,11 @@
 set -euo pipefail
 
 build=(build-essential clang pkg-config libnl-genl-3-dev libkmod-dev
-       libjson-c-dev libcmocka-dev libsystemd-dev)
+       libjson-c-dev libcmocka-dev libsystemd-dev libgnutls28-dev)
 # Real peers the tests drive, and the kernel + emulator for tests/vm.
 test=(libnbd-bin python3-libnbd nbdkit qemu-utils fio nbd-client e2fsprogs util-linux
       kmod udev linux-image-amd64 qemu-system-x86 busybox-static
-      libclang-rt-14-dev python3 valgrind)
+      libclang-rt-14-dev python3 valgrind gnutls-bin)
 
 # Only for `make bench`: the peer nbd-server, the plot, profiles.
 bench=(nbd-server gnuplot-nox linux-perf)

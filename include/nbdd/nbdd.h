@@ -140,6 +140,39 @@ int nbdd_server_add_export(struct nbdd_server *srv, struct nbdd_export *e);
 /* Disconnects every client, waits for them, frees. */
 void nbdd_server_free(struct nbdd_server *srv);
 
+/*
+ * TLS on the network server (NBD_OPT_STARTTLS), as nbdkit and qemu-nbd do it:
+ *   NBDD_TLS_OFF      STARTTLS is refused; everything is plaintext
+ *   NBDD_TLS_ON       clients may upgrade to TLS or stay plaintext
+ *   NBDD_TLS_REQUIRE  every option but STARTTLS and ABORT is refused with
+ *                     NBD_REP_ERR_TLS_REQD until the client upgrades
+ * Credentials: X.509 from certificates_dir (ca-cert.pem, server-cert.pem,
+ * server-key.pem, optional ca-crl.pem), or pre-shared keys from psk_file
+ * (psktool's "username:hexkey" lines), or both. verify_peer asks clients
+ * for a certificate signed by ca-cert.pem. Set struct_size to
+ * sizeof(struct nbdd_tls_options): fields are only ever added at the end.
+ */
+enum nbdd_tls_mode {
+	NBDD_TLS_OFF,
+	NBDD_TLS_ON,
+	NBDD_TLS_REQUIRE,
+};
+
+struct nbdd_tls_options {
+	size_t struct_size;
+	enum nbdd_tls_mode mode;
+	const char *certificates_dir; /* NULL: no X.509 */
+	const char *psk_file;         /* NULL: no PSK */
+	bool verify_peer;             /* needs certificates_dir */
+};
+
+/*
+ * Load the credentials (errors name the file and what to do) and apply
+ * them to clients that connect from now on. Call before serving.
+ */
+int nbdd_server_set_tls(struct nbdd_server *srv,
+			const struct nbdd_tls_options *opts);
+
 /* Serve one connected client until it leaves; closes @fd. Blocking. */
 int nbdd_server_serve_fd(struct nbdd_server *srv, int fd);
 /* The same on a new thread; returns at once. */

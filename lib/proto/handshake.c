@@ -15,12 +15,19 @@
  *  - no backend is opened here: exports are open already, and GO only
  *    takes a reference (CVE-2019-14850).
  * A broken client only ever ends its own connection.
+ *
+ * TLS follows the spec's modes: with TLS off, STARTTLS is refused
+ * (NOTLS); "on" lets a client upgrade when it likes and serves it either
+ * way; "require" answers every option but STARTTLS and ABORT with
+ * NBD_REP_ERR_TLS_REQD until it has (FORCEDTLS). After STARTTLS nothing
+ * negotiated before it survives, and the haggling goes on inside TLS.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "proto/tls.h"
 
 #define OPT_HEADER_SIZE 16
 #define REP_HEADER_SIZE 20
@@ -33,6 +40,9 @@
 struct hs {
 	struct nbdd_server *srv;
 	int fd;
+	struct tls_session *tls; /* after a successful STARTTLS */
+	enum nbdd_tls_mode tls_mode;
+	const struct tls_creds *tls_creds;
 	uint64_t deadline;
 	bool no_zeroes;
 	bool structured;
@@ -54,11 +64,15 @@ enum { OPT_NEXT = 0, OPT_TRANSMIT = 1, OPT_ANSWERED = 2 };
 
 static int hs_read(struct hs *h, void *buf, size_t len)
 {
+	if (h->tls)
+		return tls_read_full(h->tls, buf, len, h->deadline);
 	return read_full(h->fd, buf, len, h->deadline);
 }
 
 static int hs_write(struct hs *h, const void *buf, size_t len)
 {
+	if (h->tls)
+		return tls_write_full(h->tls, buf, len, h->deadline);
 	return write_full(h->fd, buf, len, h->deadline);
 }
 
@@ -246,11 +260,15 @@ static void enter_transmission(struct hs *h, struct nbdd_export *e,
 	out->base_allocation = h->meta_base && h->meta_export == e &&
 			       (h->structured || h->extended);
 	out->min_block = block_size_agreed ? min_block(e) : 1;
-	log_info("client entering transmission with export '%s'%s%s",
+	/* The session goes with the connection into transmission. */
+	out->tls = h->tls;
+	h->tls = NULL;
+	log_info("client entering transmission with export '%s'%s%s%s",
 		 nbdd_export_name(e),
 		 h->extended ? ", extended headers"
 			     : h->structured ? ", structured replies" : "",
-		 out->base_allocation ? ", base:allocation" : "");
+		 out->base_allocation ? ", base:allocation" : "",
+		 out->tls ? ", TLS" : "");
 }
 
 /* ---- the options ---- */
@@ -500,8 +518,58 @@ static int opt_meta_context(struct hs *h)
 	return send_ack(h);
 }
 
+static int opt_starttls(struct hs *h)
+{
+	int r;
+
+	if (h->tls_mode == NBDD_TLS_OFF)
+		return send_error(h, NBD_REP_ERR_POLICY,
+				  "TLS is not enabled on this server");
+	if (h->len)
+		return send_error(h, NBD_REP_ERR_INVALID,
+				  "NBD_OPT_STARTTLS takes no data");
+	if (h->tls)
+		return send_error(h, NBD_REP_ERR_INVALID,
+				  "TLS is already in use");
+	r = send_reply(h, NBD_REP_ACK, NULL, 0);
+	if (r < 0)
+		return r;
+	r = tls_session_start(h->tls_creds, h->fd, h->deadline, &h->tls);
+	if (r < 0)
+		return r;
+	/* The spec: nothing negotiated in plain text survives the upgrade. */
+	h->structured = false;
+	h->extended = false;
+	h->meta_base = false;
+	h->meta_export = NULL;
+	return OPT_NEXT;
+}
+
+/*
+ * Under --tls=require, before TLS: the spec's FORCEDTLS. Returns
+ * OPT_NEXT when the option was refused here, 1 when it may go on.
+ */
+static int tls_gate(struct hs *h)
+{
+	if (h->tls_mode != NBDD_TLS_REQUIRE || h->tls ||
+	    h->opt == NBD_OPT_STARTTLS || h->opt == NBD_OPT_ABORT)
+		return 1;
+	if (h->opt == NBD_OPT_EXPORT_NAME) {
+		/* It has no error reply: the spec says hang up. */
+		log_info("handshake: EXPORT_NAME without TLS, which this "
+			 "server requires: disconnecting");
+		return -EACCES;
+	}
+	return send_error(h, NBD_REP_ERR_TLS_REQD,
+			  "this server requires TLS: use NBD_OPT_STARTTLS");
+}
+
 static int handle_option(struct hs *h, struct negotiated *out)
 {
+	int r = tls_gate(h);
+
+	if (r != 1)
+		return r;
 	switch (h->opt) {
 	case NBD_OPT_EXPORT_NAME:
 		return opt_export_name(h, out);
@@ -513,8 +581,7 @@ static int handle_option(struct hs *h, struct negotiated *out)
 	case NBD_OPT_LIST:
 		return opt_list(h);
 	case NBD_OPT_STARTTLS:
-		return send_error(h, NBD_REP_ERR_POLICY,
-				  "TLS is not supported by this server");
+		return opt_starttls(h);
 	case NBD_OPT_INFO:
 	case NBD_OPT_GO:
 		return opt_info_go(h, out);
@@ -605,6 +672,7 @@ int handshake_run(struct nbdd_server *srv, int fd, struct negotiated *out)
 	int r;
 
 	memset(out, 0, sizeof(*out));
+	h.tls_mode = server_tls(srv, &h.tls_creds);
 	h.deadline = now_ms() + 1000 * (uint64_t)server_handshake_timeout(srv);
 	h.data = malloc(NBDD_MAX_OPTION_LEN);
 	if (!h.data)
@@ -618,6 +686,7 @@ int handshake_run(struct nbdd_server *srv, int fd, struct negotiated *out)
 			break;
 	}
 	free(h.data);
+	tls_session_free(h.tls); /* NULL once handed to transmission */
 	if (r == -ETIMEDOUT)
 		log_info("handshake: no agreement within %u s, disconnecting",
 			 server_handshake_timeout(srv));
