@@ -13,6 +13,11 @@ test=(libnbd-bin python3-libnbd nbdkit qemu-utils fio nbd-client e2fsprogs util-
       kmod udev linux-image-amd64 qemu-system-x86 busybox-static
       libclang-rt-14-dev python3 valgrind gnutls-bin)
 
+# The rbd plugin (plugins/rbd) and the one-node Ceph cluster its test
+# starts (tests/ceph/cluster.sh).
+build+=(librbd-dev librados-dev)
+test+=(ceph-mon ceph-mgr ceph-osd ceph-common)
+
 # Only for `make bench`: the peer nbd-server, the plot, profiles.
 bench=(nbd-server gnuplot-nox linux-perf)
 
