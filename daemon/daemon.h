@@ -10,8 +10,9 @@
  *   control.c   the control socket: listener, clients, framing, deadlines
  *   commands.c  one request -> one reply, permissions checked
  *   worker.c    a thread for the slow calls (attach, detach)
- *   mappings.c  the table of kernel mappings
+ *   mappings.c  the table of kernel mappings, recovery of lost sockets
  *   state.c     /run/nbdd/mappings.json, written on every change
+ *   recovery.c  taking over a dead nbdd's devices; heartbeat; link-dead
  *   exports.c   network exports and their listeners
  *
  * Threads: the loop thread owns every socket, the control clients and the
@@ -80,6 +81,8 @@ bool loop_quitting(void);
 int signals_block(void);
 int signals_watch(void);
 void signals_free(void);
+/* The quit came from SIGINT (detach everything), not SIGTERM. */
+bool signals_interrupted(void);
 
 /* ---- harden.c ---- */
 
@@ -123,15 +126,29 @@ json_object *command_run(const struct ctl_request *req, uint64_t client_id);
 
 /* ---- mappings.c ---- */
 
-int mappings_init(const char *state_path);
+/* @timeout, @dead_conn_timeout: defaults for attach requests without. */
+int mappings_init(const char *state_path, uint32_t timeout,
+		  uint32_t dead_conn_timeout);
+const char *mappings_state_path(void);
+/*
+ * A previous nbdd's mapping: take the device over (worker), or with
+ * @failed, list it as failed for that reason and fail its I/O.
+ */
+void mappings_restore(const struct ctl_request *req, time_t attached_at,
+		      const char *failed);
+/* The kernel's link-dead event for /dev/nbdINDEX (or NBDD_EVENTS_LOST). */
+void mappings_link_dead(int index);
 json_object *mappings_attach(const struct ctl_request *req,
 			     uint64_t client_id);
 json_object *mappings_detach(const struct ctl_request *req,
 			     uint64_t client_id);
 json_object *mappings_list(void);
 json_object *mappings_status(const struct ctl_request *req);
-/* Detach everything (shutdown); 0 or the first error. */
-int mappings_shutdown(void);
+/*
+ * Shutdown: detach everything, or with @handover leave the devices a
+ * successor can take over to it (state file kept); 0 or the first error.
+ */
+int mappings_shutdown(bool handover);
 unsigned mappings_count(void);
 /* Rewrite the state file (SIGHUP: it may have been removed). */
 void mappings_save(void);
@@ -139,9 +156,17 @@ void mappings_save(void);
 /* ---- state.c ---- */
 
 int state_write(const char *path, json_object *state);
-/* What a previous daemon left behind, logged (adoption comes later). */
-void state_check_previous(const char *path);
 void state_remove(const char *path);
+
+/* ---- recovery.c ---- */
+
+/* Take over (or list as failed) what the state file's daemon left. */
+void recovery_restore(void);
+/* The heartbeat on the state file. */
+int recovery_start(void);
+/* Watch link-dead events once the nbd driver is loaded. */
+void recovery_watch_events(void);
+void recovery_stop(void);
 
 /* ---- exports.c ---- */
 

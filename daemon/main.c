@@ -41,7 +41,17 @@ struct options {
 	char state_file[PATH_MAX];
 	int log_level;
 	bool mlock;
+	bool detach_on_exit;
+	uint32_t timeout;           /* defaults for attach requests */
+	uint32_t dead_conn_timeout;
 };
+
+/*
+ * A device waits this long for a restarted nbdd before its I/O fails:
+ * long enough for systemd's restart (RestartSec=1s) on a busy machine
+ * and for backends that take a while to open.
+ */
+#define DEFAULT_DEAD_CONN_TIMEOUT 60
 
 enum {
 	OPT_CONTROL = 256,
@@ -57,6 +67,9 @@ enum {
 	OPT_PIDFILE,
 	OPT_STATE_FILE,
 	OPT_NO_MLOCK,
+	OPT_TIMEOUT,
+	OPT_DEAD_CONN_TIMEOUT,
+	OPT_DETACH_ON_EXIT,
 	OPT_TLS,
 	OPT_TLS_CERTIFICATES,
 	OPT_TLS_PSK,
@@ -77,6 +90,9 @@ static const struct option long_options[] = {
 	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 	{ "state-file", required_argument, NULL, OPT_STATE_FILE },
 	{ "no-mlock", no_argument, NULL, OPT_NO_MLOCK },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "dead-conn-timeout", required_argument, NULL, OPT_DEAD_CONN_TIMEOUT },
+	{ "detach-on-exit", no_argument, NULL, OPT_DETACH_ON_EXIT },
 	{ "tls", required_argument, NULL, OPT_TLS },
 	{ "tls-certificates", required_argument, NULL, OPT_TLS_CERTIFICATES },
 	{ "tls-psk", required_argument, NULL, OPT_TLS_PSK },
@@ -126,11 +142,21 @@ static void usage(FILE *f)
 		"info, debug\n"
 		"  --pidfile PATH           write the pid there\n"
 		"  --no-mlock               do not lock the daemon's memory\n"
+		"  --timeout S              request timeout for mappings "
+		"that set none\n"
+		"                           (default 0: the kernel's)\n"
+		"  --dead-conn-timeout S    how long a device waits for a "
+		"restarted nbdd\n"
+		"                           (default 60; 0: fail I/O at "
+		"once)\n"
+		"  --detach-on-exit         SIGTERM detaches every device "
+		"too\n"
 		"  -h, --help               this text\n"
 		"  -V, --version            the version\n"
 		"\n"
-		"SIGTERM or SIGINT detaches every device and exits. See "
-		"nbdd(8).\n",
+		"SIGTERM leaves devices to the next nbdd (they wait up to "
+		"their dead-conn\ntimeout); SIGINT detaches every device. "
+		"See nbdd(8).\n",
 		CTL_DEFAULT_PATH);
 }
 
@@ -159,6 +185,18 @@ static unsigned parse_count(const char *opt, const char *arg,
 		bad_usage("%s %s: expected a number from 1 to %lu", opt, arg,
 			  max);
 	return (unsigned)v;
+}
+
+static uint32_t parse_seconds(const char *opt, const char *arg)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || arg[0] == '-' || v > 86400)
+		bad_usage("%s %s: expected seconds from 0 to 86400", opt, arg);
+	return (uint32_t)v;
 }
 
 static void add_export(struct options *o, const char *arg, bool readonly)
@@ -253,6 +291,15 @@ static void parse_option(struct options *o, int c, const char *arg)
 	case OPT_NO_MLOCK:
 		o->mlock = false;
 		break;
+	case OPT_TIMEOUT:
+		o->timeout = parse_seconds("--timeout", arg);
+		break;
+	case OPT_DEAD_CONN_TIMEOUT:
+		o->dead_conn_timeout = parse_seconds("--dead-conn-timeout", arg);
+		break;
+	case OPT_DETACH_ON_EXIT:
+		o->detach_on_exit = true;
+		break;
 	case OPT_TLS:
 		if (!strcmp(arg, "off"))
 			o->net.tls.mode = NBDD_TLS_OFF;
@@ -309,6 +356,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 	o->control.path = CTL_DEFAULT_PATH;
 	o->log_level = NBDD_LOG_NOTICE;
 	o->mlock = true;
+	o->dead_conn_timeout = DEFAULT_DEAD_CONN_TIMEOUT;
 	while ((c = getopt_long(argc, argv, "hV", long_options, NULL)) != -1)
 		parse_option(o, c, optarg);
 	if (optind < argc)
@@ -391,11 +439,17 @@ static int start(struct options *o)
 	}
 	r = control_open(&o->control);
 	if (r == 0)
-		r = mappings_init(o->state_file);
+		r = mappings_init(o->state_file, o->timeout,
+				  o->dead_conn_timeout);
 	if (r == 0)
 		r = exports_open(&o->net);
 	if (r == 0)
 		r = worker_start();
+	if (r == 0) {
+		recovery_restore(); /* the worker takes the devices over */
+		mappings_save();
+		r = recovery_start();
+	}
 	if (r == 0 && o->pidfile)
 		r = write_pidfile(o->pidfile);
 	return r;
@@ -411,7 +465,8 @@ static int stop(const struct options *o)
 	exports_stop_listening();
 	control_close();
 	worker_stop();
-	r = mappings_shutdown();
+	recovery_stop();
+	r = mappings_shutdown(!o->detach_on_exit && !signals_interrupted());
 	exports_close();
 	signals_free();
 	loop_free();

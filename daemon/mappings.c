@@ -12,7 +12,16 @@
  * watches nbdd_mapping_fd() to learn when the kernel ended it.
  *
  * Every change is written to the state file (state.c), so a later nbdd
- * can see what was mapped if this one dies.
+ * can take the devices over if this one dies (recovery.c).
+ *
+ * Recovery: when every connection of a mapping ends but the kernel
+ * still holds the device (its request timeout killed a socket, or the
+ * sockets broke), the mapping is not over: the worker hands the device
+ * new sockets (nbdd_mapping_adopt(), RECONFIGURE) and the kernel resends
+ * what was in flight. A device nobody can serve again (its backend
+ * cannot be opened, its data was in a dead process's memory, the
+ * kernel's dead-conn timeout ran out) is FAILED: its I/O fails at once,
+ * `list` says why, and `detach` releases it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,14 +34,26 @@
 
 #include "daemon.h"
 
-enum mstate { M_ATTACHING, M_CONNECTED, M_DEGRADED, M_DETACHING };
+enum mstate {
+	M_ATTACHING,
+	M_CONNECTED,
+	M_DEGRADED,
+	M_RECOVERING, /* the worker is giving the device new sockets */
+	M_FAILED,     /* nothing serves the device; detach releases it */
+	M_DETACHING,
+};
 
 static const char *const state_names[] = {
 	[M_ATTACHING] = "attaching",
 	[M_CONNECTED] = "connected",
 	[M_DEGRADED] = "degraded",
+	[M_RECOVERING] = "recovering",
+	[M_FAILED] = "failed",
 	[M_DETACHING] = "detaching",
 };
+
+/* A device whose sockets ended is checked this long for a DISCONNECT. */
+#define ENDED_WAIT_MS 2000
 
 struct mapping {
 	uint64_t id;
@@ -50,6 +71,11 @@ struct mapping {
 	unsigned conns;
 	uint32_t block_size;
 	struct loop_source src;        /* m's event fd, while connected */
+	/* Recovery */
+	unsigned recoveries;           /* new sockets handed to the kernel */
+	unsigned link_dead;            /* the kernel's link-dead events */
+	time_t recovered_at;
+	char error[1100];              /* why it failed ("" unless FAILED) */
 	struct mapping *next;
 };
 
@@ -58,6 +84,8 @@ static struct {
 	uint64_t next_id;
 	unsigned count;
 	char *state_path;
+	uint32_t dead_conn_timeout; /* defaults for attach */
+	uint32_t timeout;
 } tab;
 
 /* ---- the table ---- */
@@ -162,6 +190,13 @@ static json_object *entry_json(const struct mapping *e)
 	add_uint(o, "dead_conn_timeout", e->opts.dead_conn_timeout);
 	json_object_object_add(o, "attached_at",
 			       json_object_new_int64(e->attached_at));
+	add_uint(o, "recoveries", e->recoveries);
+	add_uint(o, "link_dead_events", e->link_dead);
+	json_object_object_add(o, "recovered_at",
+			       json_object_new_int64(e->recovered_at));
+	json_object_object_add(o, "error", e->error[0] ? json_object_new_string(
+								e->error)
+						       : NULL);
 	return o;
 }
 
@@ -184,8 +219,9 @@ static json_object *state_json(void)
 	json_object *o = json_object_new_object(), *a = json_object_new_array();
 	struct mapping *e;
 
+	/* Everything a successor may have to take over or release. */
 	for (e = tab.head; a && e; e = e->next)
-		if (e->m)
+		if (e->m || e->state == M_RECOVERING || e->state == M_FAILED)
 			json_object_array_add(a, entry_json(e));
 	if (o) {
 		json_object_object_add(o, "version", json_object_new_int(1));
@@ -336,6 +372,7 @@ json_object *mappings_status(const struct ctl_request *req)
 /* ---- watching a mapping ---- */
 
 static void queue_detach(struct mapping **v, size_t n, uint64_t client_id);
+static void queue_recover(struct mapping *e);
 
 static void on_mapping_event(struct loop_source *s, uint32_t events)
 {
@@ -349,10 +386,8 @@ static void on_mapping_event(struct loop_source *s, uint32_t events)
 	live = nbdd_mapping_live(e->m);
 	total = nbdd_mapping_connections(e->m);
 	if (live == 0) {
-		log_notice("/dev/nbd%d (%s): the kernel ended the mapping "
-			   "(disconnected by another program?); cleaning up",
-			   e->index, e->name);
-		queue_detach(&e, 1, 0);
+		/* Disconnected, or sockets lost: the worker finds out. */
+		queue_recover(e);
 	} else if (live < total && e->state != M_DEGRADED) {
 		log_warning("/dev/nbd%d (%s): %u of %u connections ended; "
 			    "serving on %u",
@@ -371,12 +406,131 @@ static void watch(struct mapping *e)
 			    e->index, strerror(-r));
 }
 
+/* ---- recovery: new sockets for a device that lost its own ---- */
+
+struct recover_job {
+	struct job job;
+	uint64_t mapping_id;
+	int index;
+	struct nbdd_mapping *old;      /* abandoned by run() */
+	struct nbdd_export *x;         /* our reference */
+	struct nbdd_attach_options opts;
+	/* results */
+	bool ended;                    /* the kernel let the device go */
+	int err;
+	char msg[512];
+	struct nbdd_mapping *m;
+};
+
+/* Configured still? DISCONNECT releases it moments after our sockets. */
+static bool device_released(int index)
+{
+	int pid, i;
+
+	for (i = 0; i < ENDED_WAIT_MS / 50; i++) {
+		if (nbdd_sysfs_pid(index, &pid) < 0 || pid == 0)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+static void recover_run(struct job *j)
+{
+	struct recover_job *r = (struct recover_job *)j;
+	int ret;
+
+	nbdd_mapping_abandon(r->old);
+	r->old = NULL;
+	if (device_released(r->index)) {
+		r->ended = true;
+		return;
+	}
+	ret = nbdd_mapping_adopt(r->x, r->index, &r->opts, &r->m);
+	if (ret < 0) {
+		r->err = ret;
+		snprintf(r->msg, sizeof(r->msg), "%s", lib_error(ret));
+		/* Nobody will serve it: fail its I/O now, not per request. */
+		nbdd_kernel_fail_fast(r->index);
+	}
+}
+
+static void mark_failed(struct mapping *e, const char *why)
+{
+	e->state = M_FAILED;
+	snprintf(e->error, sizeof(e->error), "%s", why);
+	log_err("/dev/nbd%d (%s): failed: %s. Its I/O fails; release it with "
+		"`nbdctl detach /dev/nbd%d`",
+		e->index, e->name, why, e->index);
+}
+
+static void recover_done(struct job *j)
+{
+	struct recover_job *r = (struct recover_job *)j;
+	struct mapping *e = find_id(r->mapping_id);
+
+	nbdd_export_unref(r->x);
+	if (!e) { /* cannot happen: nobody frees a RECOVERING entry */
+		nbdd_mapping_abandon(r->m);
+		free(r);
+		return;
+	}
+	if (r->ended) {
+		log_notice("/dev/nbd%d (%s): the kernel ended the mapping "
+			   "(disconnected by another program?); cleaning up",
+			   e->index, e->name);
+		entry_free(e);
+	} else if (r->err < 0) {
+		mark_failed(e, r->msg);
+	} else {
+		e->m = r->m;
+		e->state = M_CONNECTED;
+		e->recoveries++;
+		e->recovered_at = time(NULL);
+		entry_describe(e);
+		watch(e);
+		log_notice("/dev/nbd%d (%s): lost its connections; served again "
+			   "with new ones (recovery %u)",
+			   e->index, e->name, e->recoveries);
+	}
+	mappings_save();
+	free(r);
+}
+
+static void queue_recover(struct mapping *e)
+{
+	struct recover_job *r = calloc(1, sizeof(*r));
+
+	loop_remove(&e->src);
+	if (!r) {
+		nbdd_mapping_abandon(e->m);
+		e->m = NULL;
+		mark_failed(e, "out of memory for the recovery");
+		return;
+	}
+	log_warning("/dev/nbd%d (%s): every connection ended; checking "
+		    "whether the kernel still holds the device",
+		    e->index, e->name);
+	r->job.run = recover_run;
+	r->job.done = recover_done;
+	r->mapping_id = e->id;
+	r->index = e->index;
+	r->old = e->m;
+	r->x = nbdd_export_ref(nbdd_mapping_export(e->m));
+	e->m = NULL; /* the worker's now */
+	r->opts = e->opts;
+	r->opts.identifier = NULL; /* the device's own, from sysfs */
+	e->state = M_RECOVERING;
+	worker_submit(&r->job);
+}
+
 /* ---- attach ---- */
 
 struct attach_job {
 	struct job job;
 	uint64_t client_id;
 	uint64_t mapping_id;
+	int adopt_index;   /* >= 0: take over a previous nbdd's device */
 	char *spec;
 	char name[CTL_MAX_NAME + 1];
 	struct nbdd_attach_options opts;
@@ -385,6 +539,25 @@ struct attach_job {
 	char msg[1024];
 	struct nbdd_mapping *m;
 };
+
+/* The previous nbdd's device, served by the backend opened again. */
+static void adopt_run(struct attach_job *a, struct nbdd_export *x)
+{
+	int r;
+
+	if (nbdd_export_volatile(x)) {
+		a->err = -ENODATA;
+		snprintf(a->msg, sizeof(a->msg),
+			 "its data was in the previous nbdd's memory (backend "
+			 "%s), which died with it",
+			 nbdd_export_backend_name(x));
+	} else if ((r = nbdd_mapping_adopt(x, a->adopt_index, &a->opts,
+					   &a->m)) < 0) {
+		a->err = r;
+		snprintf(a->msg, sizeof(a->msg), "%s", lib_error(r));
+	}
+	nbdd_export_unref(x);
+}
 
 static void attach_run(struct job *j)
 {
@@ -400,7 +573,11 @@ static void attach_run(struct job *j)
 	if (r < 0) {
 		a->err = r;
 		snprintf(a->msg, sizeof(a->msg), "%s", lib_error(r));
-		return;
+		goto out;
+	}
+	if (a->adopt_index >= 0) {
+		adopt_run(a, x);
+		goto out;
 	}
 	/*
 	 * A named mapping shows its name in /sys/block/nbdX/backend, which
@@ -415,6 +592,10 @@ static void attach_run(struct job *j)
 		snprintf(a->msg, sizeof(a->msg), "%s", lib_error(r));
 	}
 	nbdd_export_unref(x);
+out:
+	/* A device we cannot take over must not wait for us per request. */
+	if (a->err < 0 && a->adopt_index >= 0)
+		nbdd_kernel_fail_fast(a->adopt_index);
 }
 
 /* A default name nobody took: "nbdN", else "nbdN.ID". */
@@ -444,7 +625,14 @@ static void attach_done(struct job *j)
 	struct mapping *e = find_id(a->mapping_id);
 	json_object *reply;
 
-	if (a->err < 0) {
+	if (a->err < 0 && a->adopt_index >= 0) {
+		char why[1100];
+
+		snprintf(why, sizeof(why), "cannot take it over: %s", a->msg);
+		mark_failed(e, why);
+		mappings_save();
+		reply = NULL;
+	} else if (a->err < 0) {
 		log_warning("attach %s: %s", a->spec, a->msg);
 		reply = ctl_reply_error(a->err, "%s", a->msg);
 		entry_free(e);
@@ -452,13 +640,22 @@ static void attach_done(struct job *j)
 		e->m = a->m;
 		e->index = nbdd_mapping_index(a->m);
 		e->state = M_CONNECTED;
-		e->attached_at = time(NULL);
+		if (!e->attached_at)
+			e->attached_at = time(NULL);
 		entry_describe(e);
 		if (!e->name[0])
 			default_name(e);
 		watch(e);
-		log_notice("/dev/nbd%d (%s): attached %s", e->index, e->name,
-			   e->spec);
+		recovery_watch_events(); /* the attach loaded the driver */
+		if (a->adopt_index >= 0) {
+			e->recoveries++;
+			e->recovered_at = time(NULL);
+			log_notice("/dev/nbd%d (%s): taken over from the previous "
+				   "nbdd: %s", e->index, e->name, e->spec);
+		} else {
+			log_notice("/dev/nbd%d (%s): attached %s", e->index,
+				   e->name, e->spec);
+		}
 		mappings_save();
 		reply = attach_reply(e);
 	}
@@ -497,7 +694,8 @@ static json_object *check_attach(const struct ctl_request *req)
 	return NULL;
 }
 
-static struct mapping *entry_new(const struct ctl_request *req)
+/* @defaults: fill the timeouts the request left at 0 with the daemon's. */
+static struct mapping *entry_new(const struct ctl_request *req, bool defaults)
 {
 	struct mapping *e = calloc(1, sizeof(*e));
 
@@ -519,6 +717,10 @@ static struct mapping *entry_new(const struct ctl_request *req)
 		.dead_conn_timeout = req->dead_conn_timeout,
 		.readonly = req->readonly,
 	};
+	if (defaults && !e->opts.timeout)
+		e->opts.timeout = tab.timeout;
+	if (defaults && !e->opts.dead_conn_timeout)
+		e->opts.dead_conn_timeout = tab.dead_conn_timeout;
 	e->next = tab.head;
 	tab.head = e;
 	tab.count++;
@@ -535,7 +737,7 @@ json_object *mappings_attach(const struct ctl_request *req,
 	if (err)
 		return err;
 	a = calloc(1, sizeof(*a));
-	e = a ? entry_new(req) : NULL;
+	e = a ? entry_new(req, true) : NULL;
 	if (!e || !(a->spec = strdup(req->spec))) {
 		if (e)
 			entry_free(e);
@@ -546,11 +748,74 @@ json_object *mappings_attach(const struct ctl_request *req,
 	a->job.done = attach_done;
 	a->client_id = client_id;
 	a->mapping_id = e->id;
+	a->adopt_index = -1;
 	if (req->name)
 		snprintf(a->name, sizeof(a->name), "%s", req->name);
 	a->opts = e->opts;
 	worker_submit(&a->job);
 	return NULL;
+}
+
+void mappings_restore(const struct ctl_request *req, time_t attached_at,
+		      const char *failed)
+{
+	struct attach_job *a;
+	struct mapping *e;
+
+	if (find_index(req->index) || (req->name && find_name(req->name))) {
+		log_warning("state file: /dev/nbd%d (%s) is listed twice; "
+			    "ignoring the second", req->index,
+			    req->name ? req->name : req->spec);
+		return;
+	}
+	a = calloc(1, sizeof(*a));
+	e = a ? entry_new(req, false) : NULL;
+	if (!e || !(a->spec = strdup(req->spec))) {
+		if (e)
+			entry_free(e);
+		free(a);
+		log_err("/dev/nbd%d: out of memory to take it over",
+			req->index);
+		nbdd_kernel_fail_fast(req->index);
+		return;
+	}
+	e->attached_at = attached_at;
+	if (failed) {
+		mark_failed(e, failed);
+		nbdd_kernel_fail_fast(req->index);
+		free(a->spec);
+		free(a);
+		return;
+	}
+	e->state = M_RECOVERING;
+	a->job.run = attach_run;
+	a->job.done = attach_done;
+	a->mapping_id = e->id;
+	a->adopt_index = req->index;
+	if (req->name)
+		snprintf(a->name, sizeof(a->name), "%s", req->name);
+	a->opts = e->opts;
+	worker_submit(&a->job);
+}
+
+void mappings_link_dead(int index)
+{
+	struct mapping *e = index >= 0 ? find_index(index) : NULL;
+
+	if (index == NBDD_EVENTS_LOST) {
+		log_warning("link-dead events were lost (the kernel's queue "
+			    "overran); connection states are in `nbdctl "
+			    "status`");
+		return;
+	}
+	if (!e) {
+		log_info("/dev/nbd%d: the kernel reports a dead connection "
+			 "(not ours)", index);
+		return;
+	}
+	e->link_dead++;
+	log_warning("/dev/nbd%d (%s): the kernel reports a dead connection "
+		    "(link-dead event %u)", index, e->name, e->link_dead);
 }
 
 /* ---- detach ---- */
@@ -570,6 +835,16 @@ struct detach_job {
 	struct detach_item item[];
 };
 
+static int release_device(int index)
+{
+	int r = nbdd_kernel_disconnect(index), pid;
+
+	/* Released meanwhile (by the kernel or another program): done. */
+	if (r < 0 && (nbdd_sysfs_pid(index, &pid) < 0 || pid == 0))
+		r = 0;
+	return r;
+}
+
 static void detach_run(struct job *j)
 {
 	struct detach_job *d = (struct detach_job *)j;
@@ -577,7 +852,8 @@ static void detach_run(struct job *j)
 
 	for (i = 0; i < d->n; i++) {
 		struct detach_item *it = &d->item[i];
-		int r = nbdd_detach(it->m);
+		/* A failed mapping has no sockets of ours, only the device. */
+		int r = it->m ? nbdd_detach(it->m) : release_device(it->index);
 
 		if (r < 0) {
 			it->err = r;
@@ -671,7 +947,7 @@ static json_object *detach_all(uint64_t client_id)
 	if (!v)
 		return ctl_reply_error(-ENOMEM, "out of memory");
 	for (e = tab.head; e; e = e->next)
-		if (attached(e))
+		if (attached(e) || e->state == M_FAILED)
 			v[n++] = e;
 	if (n == 0) {
 		free(v);
@@ -695,45 +971,71 @@ json_object *mappings_detach(const struct ctl_request *req,
 	e = resolve(req, &err);
 	if (!e)
 		return err;
-	if (!attached(e) && req->name)
-		return ctl_reply_error(-EBUSY, "'%s' is still being %s",
-				       req->name,
-				       e->state == M_ATTACHING ? "attached"
-							       : "detached");
-	if (!attached(e))
-		return ctl_reply_error(-EBUSY, "/dev/nbd%d is still being %s",
-				       req->index,
-				       e->state == M_ATTACHING ? "attached"
-							       : "detached");
+	if (!attached(e) && e->state != M_FAILED) {
+		const char *what = e->state == M_ATTACHING    ? "attached"
+				   : e->state == M_RECOVERING ? "recovered"
+							      : "detached";
+
+		if (req->name)
+			return ctl_reply_error(-EBUSY,
+					       "'%s' is still being %s: try "
+					       "again in a moment",
+					       req->name, what);
+		return ctl_reply_error(-EBUSY,
+				       "/dev/nbd%d is still being %s: try "
+				       "again in a moment",
+				       req->index, what);
+	}
 	queue_detach(&e, 1, client_id);
 	return NULL;
 }
 
 /* ---- start and end ---- */
 
-int mappings_init(const char *state_path)
+int mappings_init(const char *state_path, uint32_t timeout,
+		  uint32_t dead_conn_timeout)
 {
+	tab.timeout = timeout;
+	tab.dead_conn_timeout = dead_conn_timeout;
 	if (!state_path)
 		return 0;
 	tab.state_path = strdup(state_path);
-	if (!tab.state_path)
-		return -ENOMEM;
-	state_check_previous(state_path);
-	mappings_save();
-	return 0;
+	return tab.state_path ? 0 : -ENOMEM;
+}
+
+const char *mappings_state_path(void)
+{
+	return tab.state_path;
+}
+
+/*
+ * Leave the device to the next nbdd? Only when the kernel waits for one
+ * (a dead-conn timeout) and the next one can serve the same data.
+ */
+static bool can_hand_over(const struct mapping *e)
+{
+	return e->m && e->opts.dead_conn_timeout > 0 &&
+	       !nbdd_export_volatile(nbdd_mapping_export(e->m));
 }
 
 /*
  * The worker has stopped, so every entry is either attached or was
  * never going to be: detach what is attached, here and in order.
  */
-int mappings_shutdown(void)
+int mappings_shutdown(bool handover)
 {
+	struct mapping *e, *next;
+	unsigned kept = 0;
 	int ret = 0;
 
-	while (tab.head) {
-		struct mapping *e = tab.head;
-
+	/* First what stays: served until the state file lists it. */
+	for (e = tab.head; handover && e; e = e->next)
+		if (can_hand_over(e) || e->state == M_FAILED)
+			kept++;
+	for (e = tab.head; e; e = next) {
+		next = e->next;
+		if (handover && (can_hand_over(e) || e->state == M_FAILED))
+			continue;
 		if (e->m) {
 			int r;
 
@@ -748,10 +1050,25 @@ int mappings_shutdown(void)
 				log_notice("/dev/nbd%d (%s): detached",
 					   e->index, e->name);
 			}
+		} else if (e->state == M_FAILED) {
+			release_device(e->index);
 		}
 		entry_free(e);
 	}
-	if (tab.state_path)
+	if (kept && tab.state_path)
+		mappings_save();
+	while ((e = tab.head)) {
+		if (e->m) {
+			loop_remove(&e->src);
+			nbdd_mapping_abandon(e->m);
+			log_notice("/dev/nbd%d (%s): left to the next nbdd; the "
+				   "kernel holds its I/O for up to %u s",
+				   e->index, e->name,
+				   e->opts.dead_conn_timeout);
+		}
+		entry_free(e);
+	}
+	if (tab.state_path && !kept)
 		state_remove(tab.state_path);
 	free(tab.state_path);
 	tab.state_path = NULL;

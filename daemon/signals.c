@@ -18,6 +18,12 @@
 
 static struct loop_source sig_src = { .fd = -1 };
 static int sig_fd = -1;
+static bool interrupted;
+
+bool signals_interrupted(void)
+{
+	return interrupted;
+}
 
 static void watched(sigset_t *set)
 {
@@ -61,6 +67,9 @@ static void on_signal(struct loop_source *s, uint32_t events)
 				log_notice("%s from pid %u: shutting down",
 					   strsignal((int)si.ssi_signo),
 					   si.ssi_pid);
+			/* Ctrl-C means "all of it": detach, hand nothing over. */
+			if (si.ssi_signo == SIGINT)
+				interrupted = true;
 			loop_quit();
 			break;
 		case SIGHUP:

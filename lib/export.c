@@ -608,6 +608,11 @@ NBDD_EXPORT uint64_t nbdd_export_size(const struct nbdd_export *e)
 	return atomic_load(&((struct nbdd_export *)e)->size);
 }
 
+NBDD_EXPORT bool nbdd_export_volatile(const struct nbdd_export *e)
+{
+	return e->b.flags & NBDD_BACKEND_VOLATILE;
+}
+
 NBDD_EXPORT bool nbdd_export_readonly(const struct nbdd_export *e)
 {
 	return e->readonly;

@@ -396,6 +396,17 @@ static void print_mapping(json_object *m)
 	if (at && localtime_r(&at, &tm) &&
 	    strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm))
 		field("attached:", buf);
+	at = (time_t)jint(m, "recovered_at", 0);
+	snprintf(buf, sizeof(buf), "%lld", (long long)jint(m, "recoveries", 0));
+	if (at && localtime_r(&at, &tm))
+		strftime(buf + strlen(buf), sizeof(buf) - strlen(buf),
+			 " (last %Y-%m-%d %H:%M:%S)", &tm);
+	field("recoveries:", buf);
+	snprintf(buf, sizeof(buf), "%lld",
+		 (long long)jint(m, "link_dead_events", 0));
+	field("link-dead events:", buf);
+	if (jstr(m, "error", NULL))
+		field("error:", jstr(m, "error", NULL));
 }
 
 static void op_rows(struct table *t, const char *conn, json_object *ops,

@@ -54,6 +54,12 @@ enum nbdd_thread_model {
  * the replies, which saves two context switches per request.
  */
 #define NBDD_BACKEND_INLINE (1u << 0)
+/*
+ * The data lives only in this process (memory): opening the same spec
+ * again gives an empty disk. nbdd then never hands such a device to a
+ * successor after a crash or restart; it disconnects it instead.
+ */
+#define NBDD_BACKEND_VOLATILE (1u << 1)
 
 /* Capabilities (returned by .capabilities). */
 #define NBDD_CAP_WRITE      (1u << 0)  /* pwrite works (else read-only) */

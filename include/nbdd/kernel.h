@@ -110,6 +110,14 @@ int nbdd_kernel_list(struct nbdd_kernel_device **out, size_t *count);
 int nbdd_kernel_disconnect(int index);
 
 /*
+ * Stop a device that lost its server from waiting for a new one
+ * (RECONFIGURE with dead_conn_timeout 0): its I/O fails at once from
+ * now on, instead of after the timeout. For a device nobody can serve
+ * again; `nbdd_kernel_disconnect()` still releases it.
+ */
+int nbdd_kernel_fail_fast(int index);
+
+/*
  * 1 when something holds the device exclusively (a mounted filesystem,
  * LVM, dm), 0 when not. Opens /dev/nbdINDEX for a moment: ask only about
  * connected devices, or the open itself makes udev probe an empty disk.

@@ -81,6 +81,8 @@ const char *nbdd_export_name(const struct nbdd_export *e);
 const char *nbdd_export_backend_name(const struct nbdd_export *e);
 uint64_t nbdd_export_size(const struct nbdd_export *e);
 bool nbdd_export_readonly(const struct nbdd_export *e);
+/* Its data dies with this process (NBDD_BACKEND_VOLATILE: memory). */
+bool nbdd_export_volatile(const struct nbdd_export *e);
 /* NBDD_CAP_* as served (read-only exports lose the write-side bits). */
 uint32_t nbdd_export_capabilities(const struct nbdd_export *e);
 void nbdd_export_block_size(const struct nbdd_export *e,

@@ -624,7 +624,7 @@ const struct nbdd_backend nbdd_backend_memory = {
     .description = "sparse RAM disk: only written data uses memory",
     .help = "size=SIZE  the disk's size, up to 8E (required)",
     .thread_model = NBDD_THREAD_PARALLEL,
-    .flags = NBDD_BACKEND_INLINE,
+    .flags = NBDD_BACKEND_INLINE | NBDD_BACKEND_VOLATILE,
     .open = mem_open,
     .close = mem_close,
     .get_size = mem_get_size,

@@ -55,6 +55,7 @@ struct knl_config {
 	uint64_t timeout;
 	uint64_t dead_conn_timeout;
 	const char *identifier;     /* NULL: leave out */
+	bool no_dead_conn_wait;     /* send DEAD_CONN_TIMEOUT 0 (RECONFIGURE) */
 	const int *fds;
 	unsigned nfds;
 };

@@ -276,6 +276,9 @@ int knl_build_config(struct nl_msg *msg, const struct knl_family *f,
 	    put_u64_nz(msg, NBD_ATTR_TIMEOUT, c->timeout) ||
 	    put_u64_nz(msg, NBD_ATTR_DEAD_CONN_TIMEOUT, c->dead_conn_timeout))
 		return -EMSGSIZE;
+	if (c->no_dead_conn_wait &&
+	    nla_put_u64(msg, NBD_ATTR_DEAD_CONN_TIMEOUT, 0))
+		return -EMSGSIZE;
 	/* An old driver would ignore it: say so rather than pretend. */
 	if (c->identifier && !knl_has_identifier(f))
 		return -EOPNOTSUPP;

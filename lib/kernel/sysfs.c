@@ -227,6 +227,28 @@ NBDD_EXPORT int nbdd_kernel_disconnect(int index)
 	return r;
 }
 
+NBDD_EXPORT int nbdd_kernel_fail_fast(int index)
+{
+	char ident[KNL_IDENTIFIER_MAX + 1] = "";
+	struct knl_config c = { .index = index, .no_dead_conn_wait = true };
+	struct knl *k;
+	int r;
+
+	clear_error();
+	if (index < 0)
+		return set_error(-EINVAL, "device index %d", index);
+	/* RECONFIGURE must repeat the identifier the device was given. */
+	if (nbdd_sysfs_backend(index, ident, sizeof(ident)) == 0 && ident[0])
+		c.identifier = ident;
+	clear_error();
+	r = knl_open(&k);
+	if (r < 0)
+		return r;
+	r = knl_reconfigure(k, &c);
+	knl_close(k);
+	return r;
+}
+
 NBDD_EXPORT int nbdd_kernel_device_in_use(int index)
 {
 	char path[32];

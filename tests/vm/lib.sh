@@ -114,30 +114,31 @@ wait_for_disconnect() { # /dev/nbdX [seconds]
 
 # Start COMMAND in the background with its output in $TMPDIR/NAME.log; the
 # pid goes to SPAWNED_PID. At exit it is stopped (stop_pid) if still running.
+# SPAWN_STOP_SIGNAL: what stops it at exit (default TERM).
 spawn() { # name command...
 	local name=$1
 	shift
 	"$@" >"$TMPDIR/$name.log" 2>&1 &
 	SPAWNED_PID=$!
-	on_exit _lib_stop_at_exit "$SPAWNED_PID" "$name"
+	on_exit _lib_stop_at_exit "$SPAWNED_PID" "$name" "${SPAWN_STOP_SIGNAL:-TERM}"
 	log "started $name (pid $SPAWNED_PID): $*"
 }
 
 # At exit the status no longer matters: the test checked it, or failed.
 _lib_stop_at_exit() { stop_pid "$@" || true; }
 
-# SIGTERM, then SIGKILL after 10 s. Returns the process's exit status
-# (0 if it had already been reaped).
-stop_pid() { # pid [name]
+# SIGTERM (or SIGNAL), then SIGKILL after 10 s. Returns the process's
+# exit status (0 if it had already been reaped).
+stop_pid() { # pid [name] [signal]
 	local pid=$1 i rc=0
 	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || rc=$?; return $rc; }
-	kill -TERM "$pid" 2>/dev/null || true
+	kill -"${3:-TERM}" "$pid" 2>/dev/null || true
 	for ((i = 0; i < 100; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
 	if kill -0 "$pid" 2>/dev/null; then
-		echo "${2:-pid $pid} ignored SIGTERM for 10 s; killing it" >&2
+		echo "${2:-pid $pid} ignored SIG${3:-TERM} for 10 s; killing it" >&2
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	wait "$pid" 2>/dev/null || rc=$?
@@ -208,11 +209,12 @@ nbd_client_detach() { # /dev/nbdX
 # ---- nbdd (CLI: nbdd --control SOCK [...]; nbdctl [--control SOCK] ...) ----
 
 # Start the daemon in the foreground on a private control socket (in
-# NBDD_CONTROL); its pid is NBDD_PID, its log $TMPDIR/nbdd.log.
+# NBDD_CONTROL); its pid is NBDD_PID, its log $TMPDIR/nbdd.log (a
+# restarted one appends). SIGINT stops it at exit: it detaches everything.
 start_nbdd() { # [extra nbdd arguments]
 	need_file "$NBDD_BIN" "the daemon: make"
 	NBDD_CONTROL=$TMPDIR/nbdd.sock
-	spawn nbdd "$NBDD_BIN" --control "$NBDD_CONTROL" "$@"
+	SPAWN_STOP_SIGNAL=INT spawn nbdd "$NBDD_BIN" --control "$NBDD_CONTROL" "$@"
 	NBDD_PID=$SPAWNED_PID
 	wait_until 20 "nbdd's control socket" _lib_nbdd_up
 }
@@ -222,10 +224,11 @@ _lib_nbdd_up() {
 	[ -S "$NBDD_CONTROL" ]
 }
 
-# Stop the daemon and fail unless it exits cleanly within 10 s.
-stop_nbdd() {
+# Stop the daemon (SIGINT: detach everything; stop_nbdd TERM: leave the
+# devices to the next one) and fail unless it exits cleanly within 10 s.
+stop_nbdd() { # [signal]
 	local rc=0
-	stop_pid "$NBDD_PID" nbdd || rc=$?
+	stop_pid "$NBDD_PID" nbdd "${1:-INT}" || rc=$?
 	[ $rc -eq 0 ] || fail "nbdd exited with status $rc; its log:
 $(tail -n 20 "$TMPDIR/nbdd.log")"
 }

@@ -4,7 +4,7 @@
 # The daemon's table of mappings over its life: 8 devices attached by
 # name with no device given (the kernel picks), listed and recorded in
 # the state file; one ended from outside (`nbd-client -d`) is noticed and
-# dropped; `detach --all` releases the rest. Then SIGTERM with devices
+# dropped; `detach --all` releases the rest. Then SIGINT with devices
 # attached: every one is flushed and disconnected (data written without
 # fsync reaches the image), the daemon exits 0 and removes its state file.
 . "$NBDD_TOP/tests/vm/lib.sh"
@@ -54,7 +54,7 @@ for d in "${DEVS[@]}"; do wait_for_disconnect "$d"; done
 [ "$(jq '.mappings | length' "$STATE")" = 0 ] || fail "state file after detach --all"
 log "detach --all: every device free"
 
-# ---- SIGTERM with devices attached ----
+# ---- SIGINT with devices attached: everything detached ----
 IMG=$TMPDIR/disk.img
 truncate -s 64M "$IMG"
 A=$(nbdctl attach "file:path=$IMG")
@@ -67,12 +67,12 @@ dd if="$TMPDIR/pattern" of="$A" bs=1M status=none
 udevadm settle --timeout=30 || true
 stop_nbdd
 for d in "$A" "$B"; do
-	connected "$d" && fail "$d still connected after SIGTERM"
+	connected "$d" && fail "$d still connected after SIGINT"
 done
 head -c $((2 << 20)) "$IMG" >"$TMPDIR/back"
-cmp "$TMPDIR/back" "$TMPDIR/pattern" || fail "data written before SIGTERM is not in the image"
+cmp "$TMPDIR/back" "$TMPDIR/pattern" || fail "data written before SIGINT is not in the image"
 [ ! -e "$STATE" ] || fail "state file left after a clean exit"
 [ ! -e "$NBDD_CONTROL" ] || fail "control socket left after a clean exit"
 grep -q "detached" "$TMPDIR/nbdd.log" || fail "no detach logged at shutdown"
-log "SIGTERM: both devices flushed and disconnected, nbdd exited 0"
+log "SIGINT: both devices flushed and disconnected, nbdd exited 0"
 check_dmesg_clean
