@@ -7,7 +7,8 @@
 set -euo pipefail
 
 build=(build-essential clang pkg-config libnl-genl-3-dev libkmod-dev
-       libjson-c-dev libcmocka-dev libsystemd-dev libgnutls28-dev)
+       libjson-c-dev libcmocka-dev libsystemd-dev libgnutls28-dev
+       libnbd-dev)
 # Real peers the tests drive, and the kernel + emulator for tests/vm.
 test=(libnbd-bin python3-libnbd nbdkit qemu-utils fio nbd-client e2fsprogs util-linux
       kmod udev linux-image-amd64 qemu-system-x86 busybox-static
