@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The nbd backend: another NBD server, reached through libnbd.
+ *
+ * A remote is a set of libnbd handles to the same export. Each handle
+ * has a poller thread that drives its state machine (conn.c); the
+ * backend's callbacks (nbd.c) run on nbdd's worker threads, start a
+ * command with one of libnbd's nbd_aio_* calls and sleep until the
+ * poller runs the command's completion callback. Many commands are in
+ * flight on one handle at once, and the handle's lock is held only while
+ * a command is queued or a reply is read, never while a worker waits.
+ */
+#ifndef NBDD_PLUGIN_NBD_REMOTE_H
+#define NBDD_PLUGIN_NBD_REMOTE_H
+
+#include <libnbd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <nbdd/backend.h>
+
+#define MAX_CONNECTIONS 16
+
+/* One libnbd handle and the thread that moves its state machine on. */
+struct conn {
+	struct nbd_handle *nbd;
+	const char *uri; /* the remote's, for messages */
+	unsigned index;  /* 1-based, for messages */
+	int kick;        /* eventfd: wakes the poller */
+	pthread_t poller;
+	bool started;
+	atomic_bool dead;    /* no command can succeed on it any more */
+	atomic_bool closing; /* conn_close() is waiting for the poller */
+	pthread_mutex_t lock; /* guards why */
+	char why[200];        /* why it died; the first reason stays */
+};
+
+/* A command in flight and the worker thread waiting for it. */
+struct request {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int err; /* errno from libnbd's completion callback */
+	/* block status only: where the extents go */
+	struct nbdd_extents *out;
+	int add_err;
+};
+
+/* libnbd's message for this thread's last failed call, never NULL. */
+static inline const char *libnbd_error(void)
+{
+	const char *msg = nbd_get_error();
+
+	return msg && *msg ? msg : "unknown libnbd error";
+}
+
+int conn_open(struct conn *c, unsigned index, const char *uri);
+int conn_start(struct conn *c);
+void conn_close(struct conn *c);
+
+/* The completion callback a request passes to nbd_aio_*(). */
+nbd_completion_callback request_init(struct request *rq);
+/* What a request was, for its error message. */
+struct what {
+	const char *op; /* "pread", "flush", ... */
+	uint64_t count;
+	uint64_t offset;
+};
+
+/*
+ * Wait for the command behind @cookie (nbd_aio_*()'s return) and give
+ * its result as 0 or -errno, with nbdd_backend_error() saying why it
+ * failed. A connection that is gone fails every request with EIO.
+ */
+int request_finish(struct conn *c, struct request *rq, int64_t cookie,
+		   struct what w);
+/* The error of a request that found no live connection. */
+int conn_lost_error(struct conn *c, struct what w);
+
+#endif
