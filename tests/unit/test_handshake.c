@@ -283,11 +283,16 @@ static void test_absurd_option(void **state)
 {
 	struct fx *f = *state;
 	uint64_t t0;
+	int w;
 
 	fx_start(f);
 	t0 = now_ms();
-	assert_int_equal(tc_send_option_raw(f->cfd, NBD_OPT_GO, UINT32_MAX,
-					    "\0\0\0\0", 4), 0);
+	/*
+	 * The server may answer and hang up on the header alone, before
+	 * the 4 bytes behind it are written: then that write fails.
+	 */
+	w = tc_send_option_raw(f->cfd, NBD_OPT_GO, UINT32_MAX, "\0\0\0\0", 4);
+	assert_true(w == 0 || w == -EPIPE || w == -ECONNRESET);
 	/* told why first */
 	assert_int_equal(reply_type(f->cfd, NBD_OPT_GO), NBD_REP_ERR_TOO_BIG);
 	expect_closed(f);
