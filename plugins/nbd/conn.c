@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "remote.h"
@@ -49,6 +50,20 @@ static void kick(struct conn *c)
 		return;
 }
 
+/*
+ * The poller cannot go on (poll itself failed): cut the socket and let
+ * libnbd see it, so that it fails what is in flight rather than leaving
+ * workers waiting for replies nobody will read.
+ */
+static void give_up(struct conn *c, int fd, const char *why)
+{
+	conn_died(c, why);
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+	if (nbd_aio_notify_read(c->nbd) == 0 && !handle_gone(c))
+		(void)nbd_aio_notify_write(c->nbd);
+}
+
 static void *poller(void *arg)
 {
 	struct conn *c = arg;
@@ -71,16 +86,15 @@ static void *poller(void *arg)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			conn_died(c, strerror(errno));
+			give_up(c, fds[0].fd, strerror(errno));
 			break;
 		}
 		if (r == 0) /* closing, and the server did not hang up */
 			break;
+		/* Fails only when not kicked (EAGAIN): nothing to drain. */
 		if ((fds[1].revents & POLLIN) &&
-		    read(c->kick, &n, sizeof(n)) < 0 && errno != EAGAIN) {
-			conn_died(c, strerror(errno));
-			break;
-		}
+		    read(c->kick, &n, sizeof(n)) < 0)
+			n = 0;
 		/* Another thread may have moved the state machine meanwhile. */
 		dir = nbd_aio_get_direction(c->nbd);
 		r = 0;
