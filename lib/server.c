@@ -210,6 +210,13 @@ NBDD_EXPORT int nbdd_server_set_tls(struct nbdd_server *srv,
 			return r;
 	}
 	pthread_mutex_lock(&srv->lock);
+	/* A handshake under way may be using the old credentials. */
+	if (srv->nclients) {
+		pthread_mutex_unlock(&srv->lock);
+		tls_creds_free(creds);
+		return set_error(-EBUSY, "nbdd_server_set_tls: clients are "
+				 "connected; set TLS before serving");
+	}
 	tls_creds_free(srv->tls);
 	srv->tls = creds;
 	srv->tls_mode = o.mode;

@@ -272,7 +272,7 @@ static int fill(struct conn *c, size_t need)
 			continue;
 		if (n < 0)
 			return -errno;
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
+		if (n == 0)
 			return -ECONNRESET;
 		c->rlen += (size_t)n;
 	}

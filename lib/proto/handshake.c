@@ -260,9 +260,14 @@ static void enter_transmission(struct hs *h, struct nbdd_export *e,
 	out->base_allocation = h->meta_base && h->meta_export == e &&
 			       (h->structured || h->extended);
 	out->min_block = block_size_agreed ? min_block(e) : 1;
-	/* The session goes with the connection into transmission. */
+	/*
+	 * The session goes with the connection into transmission, where
+	 * the handshake's deadline no longer applies.
+	 */
 	out->tls = h->tls;
 	h->tls = NULL;
+	if (out->tls)
+		tls_session_set_deadline(out->tls, 0);
 	log_info("client entering transmission with export '%s'%s%s%s",
 		 nbdd_export_name(e),
 		 h->extended ? ", extended headers"

@@ -313,6 +313,11 @@ int tls_write_full(struct tls_session *t, const void *buf, size_t len,
 	return 0;
 }
 
+void tls_session_set_deadline(struct tls_session *t, uint64_t deadline_ms)
+{
+	t->rdeadline = t->wdeadline = deadline_ms;
+}
+
 void tls_session_bye(struct tls_session *t)
 {
 	int r;

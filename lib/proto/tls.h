@@ -47,6 +47,9 @@ int tls_write_full(struct tls_session *t, const void *buf, size_t len,
  */
 ssize_t tls_recv(struct tls_session *t, void *buf, size_t len, bool nonblock);
 
+/* The deadline of both sides from now on (0: none, for transmission). */
+void tls_session_set_deadline(struct tls_session *t, uint64_t deadline_ms);
+
 /* Say goodbye (close_notify) without waiting for the peer's. */
 void tls_session_bye(struct tls_session *t);
 void tls_session_free(struct tls_session *t);
