@@ -120,18 +120,19 @@ grep -q 'client entering transmission .*, TLS$' "$LOG" ||
 	fail "the log does not say clients used TLS"
 
 # ---- --tls=on: the client's choice ----
-tls_daemon on --handshake-timeout 1
+# (a short handshake deadline, longer where the daemon runs slowed down)
+tls_daemon on --handshake-timeout "$SLOW"
 bounded 30 nbdinfo "$PLAIN" | grep -q 'without TLS' || fail "--tls=on: plaintext"
 bounded 30 nbdinfo "$X509" | grep -q 'with TLS' || fail "--tls=on: X.509"
 bounded 30 nbdinfo "$PSK" | grep -q 'with TLS' || fail "--tls=on: PSK"
-# The handshake's 1 s deadline ends with the handshake: a TLS client idle
-# for longer is still served, both ways.
-PSK_URI=$PSK bounded 30 nbdsh -c '
+# The handshake's deadline ends with the handshake: a TLS client idle for
+# longer is still served, both ways.
+IDLE=$SLOW.5 PSK_URI=$PSK bounded 30 nbdsh -c '
 import os, time
 h.set_uri_allow_local_file(True)
 h.connect_uri(os.environ["PSK_URI"])
 h.pwrite(b"\x5a" * 4096, 0)
-time.sleep(1.5)  # what is tested: idle past the handshake deadline
+time.sleep(float(os.environ["IDLE"]))  # what is tested: idle past the deadline
 h.pwrite(b"\x3c" * 4096, 4096)
 assert h.pread(8192, 0) == b"\x5a" * 4096 + b"\x3c" * 4096
 ' || fail "a TLS client idle past the handshake deadline lost its connection"
