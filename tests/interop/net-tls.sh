@@ -2,13 +2,14 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # TLS on the network export (nbdd --tls), with real clients on loopback
 # TCP: a CA and server certificate made by certtool, a PSK by psktool;
-# nbdinfo, nbdsh and nbdcopy (libnbd) and qemu-img over X.509 and PSK, data
-# checked by checksum; --tls=require refusing a plaintext client with the
-# TLS-required error; --tls=on serving both; a client with the wrong CA
-# failing cleanly while the daemon goes on serving; client certificates
-# under --tls-verify-peer; and the start-up errors a user can cause.
+# nbdinfo, nbdsh, nbdcopy and fio (libnbd) and qemu-img over X.509 and
+# PSK, data checked by checksum or fio's verify; --tls=require refusing a
+# plaintext client with the TLS-required error; --tls=on serving both; a
+# client with the wrong CA failing cleanly while the daemon goes on
+# serving; client certificates under --tls-verify-peer; and the start-up
+# errors a user can cause.
 . "$(dirname "$0")/client-lib.sh"
-need nbdinfo nbdsh nbdcopy qemu-img certtool psktool sha256sum
+need nbdinfo nbdsh nbdcopy qemu-img fio certtool psktool sha256sum
 use_libnbd_python
 
 PKI=$T/pki   # the server's: ca-cert.pem server-cert.pem server-key.pem
@@ -41,6 +42,7 @@ rm -f "$PKI/ca-key.pem" "$BAD/ca-key.pem"
 psktool -u alice -p "$T/keys.psk" >/dev/null
 [ -s "$PKI/server-key.pem" ] && [ -s "$T/keys.psk" ] || fail "certtool/psktool made nothing"
 
+truncate -s 64M "$T/file.img"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 X509="nbds://127.0.0.1:$PORT/disk?tls-certificates=$CAONLY"
 PSK="nbds://alice@127.0.0.1:$PORT/disk?tls-psk-file=$T/keys.psk"
@@ -54,6 +56,7 @@ tls_daemon() { # mode [more options]
 	local mode=$1
 	shift
 	start_daemon --log-level info --listen "tcp:$PORT" --export disk=memory:size=64M \
+		--export file="file:path=$T/file.img" \
 		--tls="$mode" --tls-certificates "$PKI" --tls-psk "$T/keys.psk" "$@"
 }
 
@@ -109,12 +112,36 @@ wait_until grep -q 'TLS handshake with 127\.0\.0\.1:[0-9]* failed: ' "$LOG" ||
 bounded 30 nbdinfo --size "$X509" | grep -qx "$SIZE" ||
 	fail "not serving after a failed TLS handshake"
 
-# bulk: 32 MiB through nbdcopy over TLS, in and out, checksums compared
+# bulk: 32 MiB through nbdcopy over TLS, in and out, checksums compared,
+# on the memory export (replies sent by the reader thread) and on the file
+# export (sent by worker threads while the reader receives)
 head -c 32M /dev/urandom >"$T/bulk.img"
-bounded 60 nbdcopy --flush "$T/bulk.img" "$X509" || fail "nbdcopy in"
-bounded 60 nbdcopy "$X509" "$T/back.img" || fail "nbdcopy out"
-[ "$(head -c 32M "$T/back.img" | sum)" = "$(sum <"$T/bulk.img")" ] ||
-	fail "nbdcopy over TLS: the data read back differs"
+for x in disk file; do
+	u="nbds://127.0.0.1:$PORT/$x?tls-certificates=$CAONLY"
+	bounded 60 nbdcopy --flush "$T/bulk.img" "$u" || fail "nbdcopy into $x"
+	bounded 60 nbdcopy "$u" "$T/back.img" || fail "nbdcopy out of $x"
+	[ "$(head -c 32M "$T/back.img" | sum)" = "$(sum <"$T/bulk.img")" ] ||
+		fail "nbdcopy over TLS: the data read back from $x differs"
+done
+[ "$(head -c 32M "$T/file.img" | sum)" = "$(sum <"$T/bulk.img")" ] ||
+	fail "the file export's image does not hold what nbdcopy wrote"
+# fio: random 4 KiB writes and reads, 16 in flight, every block verified
+# (its nbd engine takes no file names in URIs: the CA goes where libnbd
+# looks by default)
+mkdir -p "$T/home/.pki/libnbd"
+cp "$CAONLY/ca-cert.pem" "$T/home/.pki/libnbd/"
+(cd "$T" && HOME=$T/home bounded 60 fio --name=tls --ioengine=nbd \
+	--uri="nbds://127.0.0.1:$PORT/file" --rw=randrw --bs=4k --iodepth=16 \
+	--size=16M --verify=crc32c --verify_fatal=1 --output-format=json \
+	--output="$T/fio.json" >"$T/fio.log" 2>&1) || fail "fio over TLS: $(cat "$T/fio.log")"
+python3 - "$T/fio.json" <<'EOF' || fail "fio report: $(cat "$T/fio.json")"
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+assert j["error"] == 0, "fio error %d" % j["error"]
+r, w = j["read"]["total_ios"], j["write"]["total_ios"]
+assert r > 500 and w > 500, (r, w)
+print("fio over TLS: %d reads, %d writes, verified" % (r, w))
+EOF
 stop_daemon
 grep -q 'client entering transmission .*, TLS$' "$LOG" ||
 	fail "the log does not say clients used TLS"
