@@ -7,6 +7,8 @@
 # mount, files written, unmounted, e2fsck clean); after the detach, the
 # image nbdcopy reads from nbdkit directly is byte for byte what the
 # device held, and its files (read with debugfs) have their checksums.
+# Then a remote killed under an attached device: reads fail with an I/O
+# error at once (no hang), nbdd lives on, and the device detaches.
 . "$NBDD_TOP/tests/vm/lib.sh"
 
 need_kernel_nbd
@@ -58,5 +60,29 @@ e2fsck -fn "$TMPDIR/kit.img" >"$TMPDIR/e2fsck.log" 2>&1 ||
 	fail "e2fsck of nbdkit's image: $(cat "$TMPDIR/e2fsck.log")"
 log "nbdkit holds the filesystem: image identical, files intact"
 
-stop_nbdd
 check_dmesg_clean
+
+# ---- the remote dies under an attached device ----
+spawn victim nbdkit --foreground --unix "$TMPDIR/victim.sock" memory 64M
+VICTIM=$SPAWNED_PID
+wait_until 20 "the victim's socket" test -S "$TMPDIR/victim.sock"
+nbdd_attach "nbd:uri=nbd+unix:///?socket=$TMPDIR/victim.sock"
+DEV=$NBD_DEV
+dd if="$TMPDIR/f1" of="$DEV" bs=1M oflag=direct status=none
+cmp -n $((1 << 20)) "$TMPDIR/f1" "$DEV" || fail "$DEV: data read back differs"
+kill -KILL "$VICTIM"
+rc=0
+timeout 60 dd if="$DEV" of=/dev/null bs=4k count=1 skip=100 iflag=direct \
+	status=none 2>"$TMPDIR/dd.err" || rc=$?
+[ $rc -ne 124 ] || fail "a read from $DEV hung after its remote died"
+[ $rc -ne 0 ] || fail "a read from $DEV succeeded after its remote died"
+grep -q 'Input/output error' "$TMPDIR/dd.err" || fail "dd: $(cat "$TMPDIR/dd.err")"
+kill -0 "$NBDD_PID" || fail "nbdd died with the remote"
+grep -q "connection [1-4] to nbd+unix:///?socket=$TMPDIR/victim.sock is lost" \
+	"$TMPDIR/nbdd.log" || fail "no log line on the lost remote: $(tail -n 5 "$TMPDIR/nbdd.log")"
+log "remote killed: $(cat "$TMPDIR/dd.err")"
+nbdd_detach "$DEV"
+stop_nbdd
+# I/O errors on that device were the point; nothing worse may show.
+hits=$(test_dmesg | grep -E 'BUG:|WARNING:|Oops|Call Trace|blocked for more than' || true)
+[ -z "$hits" ] || fail "kernel log: $hits"
