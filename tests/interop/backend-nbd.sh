@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# The nbd backend (plugins/nbd, libnbd): other NBD servers (nbdkit, and
-# nbdd itself) served again by nbdd and driven by real clients. What the
+# The nbd backend (plugins/nbd, libnbd): other NBD servers (nbdkit,
+# qemu-nbd, and nbdd itself over Unix and TCP) served again by nbdd and driven by real clients. What the
 # remote can do is what nbdinfo sees through nbdd (size, block sizes,
 # can_*, read-only, the block status map); the request flags reach the
 # remote (nbdkit's log filter shows FUA, NO_HOLE, FAST_ZERO, cache,
@@ -12,7 +12,7 @@
 # bad specs stop the start with a message naming the URI and libnbd's
 # reason. A request the remote fails fails alone, with the remote's errno.
 . "$(dirname "$0")/client-lib.sh"
-need nbdkit nbdinfo nbdsh nbdcopy qemu-img fio
+need nbdkit nbdinfo nbdsh nbdcopy qemu-img qemu-nbd fio
 
 PLUGINS=$TOP/${B:-build}/plugins
 [ -f "$PLUGINS/nbd.so" ] || fail "no $PLUGINS/nbd.so (make all builds it)"
@@ -67,11 +67,22 @@ start_kit err --filter=error memory 16M error-pwrite=ENOSPC \
 	error-pwrite-rate=100% error-zero=EIO error-zero-rate=100%
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/alice:/' >"$T/psk"
 start_kit tls --tls=require --tls-psk="$T/psk" memory 16M
+# qemu's server, on an image with data at 1M and 5M and holes elsewhere.
+truncate -s 16M "$T/qemu.img"
+head -c 65536 /dev/urandom | dd of="$T/qemu.img" bs=64K seek=16 conv=notrunc status=none
+head -c 65536 /dev/urandom | dd of="$T/qemu.img" bs=64K seek=80 conv=notrunc status=none
+qemu-nbd --socket="$T/qemu.sock" -f raw -x disk --persistent --shared=8 \
+	"$T/qemu.img" >"$T/qemu.out" 2>&1 &
+REMOTES+=($!)
+wait_serving "nbd+unix:///disk?socket=$T/qemu.sock" "qemu-nbd"
+# nbdd itself, on a Unix socket and on loopback TCP.
 UP_CTL=$T/up.ctl UP_SOCK=$T/up.sock
-"$NBDD_BIN" --control "$UP_CTL" --listen "unix:$UP_SOCK" \
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$NBDD_BIN" --control "$UP_CTL" --listen "unix:$UP_SOCK" --listen "tcp:$PORT" \
 	--export m=memory:size=32M >"$T/up.log" 2>&1 &
 REMOTES+=($!)
 wait_serving "nbd+unix:///m?socket=$UP_SOCK" "the upstream nbdd"
+wait_serving "nbd://127.0.0.1:$PORT/m" "the upstream nbdd on TCP"
 
 # ---- bad specs stop the start, with the reason
 nbdd_with() { # spec
@@ -105,7 +116,9 @@ serve --plugin-dir "$PLUGINS" \
 	--export victim="nbd:uri=$(kit_uri victim)" \
 	--export err="nbd:uri=$(kit_uri err)" \
 	--export tls="nbd:uri=$TLS_URI" \
-	--export chain="nbd:uri=nbd+unix:///m?socket=$UP_SOCK"
+	--export chain="nbd:uri=nbd+unix:///m?socket=$UP_SOCK" \
+	--export tcp="nbd:uri=nbd://127.0.0.1:$PORT/m" \
+	--export qemu="nbd:uri=nbd+unix:///disk?socket=$T/qemu.sock"
 
 # ---- multi-conn: 4 connections by default, 2 when asked, 1 without it
 [ $(($(connects small) - SMALL0)) -eq 6 ] ||
@@ -115,8 +128,10 @@ serve --plugin-dir "$PLUGINS" \
 
 # ---- what nbdinfo sees through nbdd is the remote's
 nbdinfo_json() { bounded 30 nbdinfo --json "$1"; }
-for pair in mem:mem small:small ro:ro single:single; do
-	nbdinfo_json "$(kit_uri "${pair%%:*}")" >"$T/remote.json"
+for pair in mem:mem small:small ro:ro single:single qemu:qemu; do
+	remote=$(kit_uri "${pair%%:*}")
+	[ "${pair%%:*}" = qemu ] && remote="nbd+unix:///disk?socket=$T/qemu.sock"
+	nbdinfo_json "$remote" >"$T/remote.json"
 	nbdinfo_json "$(uri "${pair##*:}")" >"$T/ours.json"
 	python3 - "$T/remote.json" "$T/ours.json" "$pair" <<'EOF' ||
 import json, sys
@@ -124,7 +139,7 @@ remote = json.load(open(sys.argv[1]))["exports"][0]
 ours = json.load(open(sys.argv[2]))["exports"][0]
 keys = ["export-size", "is_read_only", "is_rotational", "can_flush",
         "can_fua", "can_trim", "can_zero", "can_fast_zero", "can_cache"]
-if sys.argv[3] == "small:small":
+if sys.argv[3] in ("small:small", "qemu:qemu"):
     keys += ["block_size_minimum", "block_size_preferred",
              "block_size_maximum"]
 for k in keys:
@@ -145,6 +160,12 @@ map_json "$(uri sparse)" >"$T/map.ours"
 [ "$(wc -l <"$T/map.remote")" -gt 10 ] || fail "sparse-random gave a trivial map"
 cmp -s "$T/map.remote" "$T/map.ours" ||
 	fail "maps differ: $(diff "$T/map.remote" "$T/map.ours" | head)"
+map_json "nbd+unix:///disk?socket=$T/qemu.sock" >"$T/map.remote"
+map_json "$(uri qemu)" >"$T/map.ours"
+cmp -s "$T/map.remote" "$T/map.ours" ||
+	fail "qemu-nbd maps differ: $(diff "$T/map.remote" "$T/map.ours" | head)"
+[ "$(bounded 60 nbdcopy "$(uri qemu)" - | sha256sum)" = "$(sha256sum <"$T/qemu.img")" ] ||
+	fail "qemu-nbd's image read through nbdd differs"
 grep -q ' 3$' "$T/map.ours" || fail "no hole+zero extent in $(head "$T/map.ours")"
 
 # ---- flags reach the remote; errors of one request are that request's
@@ -209,6 +230,8 @@ bounded 60 qemu-img convert -f raw -O raw "nbd+unix:///m?socket=$UP_SOCK" "$T/ba
 cmp "$T/src" "$T/back" || fail "upstream nbdd does not hold what went through the chain"
 [ "$(map_json "$(uri chain)")" = "$(map_json "nbd+unix:///m?socket=$UP_SOCK")" ] ||
 	fail "the chain's map is not the upstream's"
+[ "$(bounded 60 nbdcopy "$(uri tcp)" - | sha256sum)" = "$(sha256sum <"$T/src")" ] ||
+	fail "reading the upstream nbdd over TCP differs"
 
 truncate -s $((64 * M)) "$T/src"
 bounded 60 nbdcopy --connections=4 "$T/src" "$(uri mem)" || fail "nbdcopy into mem"
