@@ -365,6 +365,21 @@ static void test_set_tls_checks(void **state)
 	f->cfd = 0;
 }
 
+/* Credentials are not swapped under a client that may be using them. */
+static void test_set_tls_busy(void **state)
+{
+	struct fx *f = *state;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+			 0);
+	assert_int_equal(nbdd_server_start_fd(f->srv, sv[1]), 0);
+	assert_int_equal(set_mode(f, NBDD_TLS_REQUIRE), -EBUSY);
+	assert_non_null(strstr(nbdd_last_error(), "before serving"));
+	close(sv[0]); /* the client leaves; nbdd_server_free() waits for it */
+	f->cfd = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +397,7 @@ int main(void)
 		REQ(test_tls_handshake_garbage),
 		REQ(test_tls_wrong_key),
 		ON(test_set_tls_checks),
+		ON(test_set_tls_busy),
 	};
 	int fd, r;
 
