@@ -113,15 +113,21 @@ static void *poller(void *arg)
 	return NULL;
 }
 
-int conn_open(struct conn *c, unsigned index, const char *uri)
+void conn_init(struct conn *c, unsigned index, const char *uri)
 {
-	int err;
-
 	memset(c, 0, sizeof(*c));
 	c->uri = uri;
 	c->index = index;
 	c->kick = -1;
+	atomic_init(&c->dead, true);
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_rwlock_init(&c->use, NULL);
+}
+
+int conn_connect(struct conn *c, char *why, size_t size)
+{
+	int err;
+
 	c->nbd = nbd_create();
 	/*
 	 * Whoever writes a backend spec is trusted as root is (SECURITY.md),
@@ -130,13 +136,11 @@ int conn_open(struct conn *c, unsigned index, const char *uri)
 	if (!c->nbd || nbd_set_uri_allow_local_file(c->nbd, true) < 0 ||
 	    nbd_add_meta_context(c->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
 	    nbd_set_request_block_size(c->nbd, true) < 0 ||
-	    nbd_connect_uri(c->nbd, uri) < 0) {
+	    nbd_connect_uri(c->nbd, c->uri) < 0) {
 		err = nbd_get_errno();
-		nbdd_backend_error("nbd: cannot connect to %s: %s", uri,
-				   libnbd_error());
+		snprintf(why, size, "%s", libnbd_error());
 		nbd_close(c->nbd);
 		c->nbd = NULL;
-		pthread_mutex_destroy(&c->lock);
 		return err > 0 ? -err : -EIO;
 	}
 	return 0;
@@ -153,12 +157,15 @@ int conn_start(struct conn *c)
 		nbdd_backend_error("nbd: eventfd: %s", strerror(errno));
 		return r;
 	}
+	atomic_store(&c->closing, false);
+	atomic_store(&c->dead, false);
 	/* Signals are the daemon's business, not the poller's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = pthread_create(&c->poller, NULL, poller, c);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r) {
+		atomic_store(&c->dead, true);
 		nbdd_backend_error("nbd: cannot start a thread: %s",
 				   strerror(r));
 		return -r;
@@ -167,23 +174,67 @@ int conn_start(struct conn *c)
 	return 0;
 }
 
-/* Say goodbye (NBD_CMD_DISC) and let the server hang up, boundedly. */
-void conn_close(struct conn *c)
+/*
+ * Say goodbye (NBD_CMD_DISC), let the server hang up (boundedly), stop
+ * the poller and free the handle; @c can connect again.
+ */
+static void conn_disconnect(struct conn *c)
 {
-	if (!c->nbd)
-		return;
 	if (c->started) {
 		atomic_store(&c->closing, true);
 		/* Fails on a dead handle, which has nothing to say goodbye to. */
 		(void)nbd_aio_disconnect(c->nbd, 0);
 		kick(c);
 		pthread_join(c->poller, NULL);
+		c->started = false;
 	}
 	if (c->kick >= 0)
 		close(c->kick);
+	c->kick = -1;
 	nbd_close(c->nbd);
 	c->nbd = NULL;
+	atomic_store(&c->dead, true);
+}
+
+void conn_destroy(struct conn *c)
+{
+	conn_disconnect(c);
+	pthread_rwlock_destroy(&c->use);
 	pthread_mutex_destroy(&c->lock);
+}
+
+int conn_reconnect(struct conn *c, uint64_t size)
+{
+	char why[sizeof(c->why) - 32];
+	int r = 0;
+
+	/* Waits for the requests still on the dead handle: they fail fast. */
+	pthread_rwlock_wrlock(&c->use);
+	if (!atomic_load(&c->dead))
+		goto out;
+	conn_disconnect(c);
+	r = conn_connect(c, why, sizeof(why));
+	if (!r && nbd_get_size(c->nbd) != (int64_t)size) {
+		snprintf(why, sizeof(why), "it came back with another size");
+		r = -EIO;
+	}
+	if (r) {
+		/* What a request on it will say, until the next try. */
+		pthread_mutex_lock(&c->lock);
+		snprintf(c->why, sizeof(c->why), "connecting again: %s", why);
+		pthread_mutex_unlock(&c->lock);
+		conn_disconnect(c);
+		goto out;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->why[0] = '\0';
+	pthread_mutex_unlock(&c->lock);
+	r = conn_start(c);
+	if (r)
+		conn_disconnect(c);
+out:
+	pthread_rwlock_unlock(&c->use);
+	return r;
 }
 
 /* ---- requests ---- */
@@ -228,9 +279,9 @@ int conn_lost_error(struct conn *c, struct what w)
 	snprintf(why, sizeof(why), "%s",
 		 c->why[0] ? c->why : "the server closed the connection");
 	pthread_mutex_unlock(&c->lock);
-	nbdd_backend_error("nbd: %s: connection %u to %s is lost (%s); nbdd "
-			   "does not reconnect: open the export again once "
-			   "the server is back",
+	nbdd_backend_error("nbd: %s: connection %u to %s is lost (%s); a "
+			   "later request connects again, at most once a "
+			   "second",
 			   describe(w, what, sizeof(what)), c->index, c->uri,
 			   why);
 	return -EIO;

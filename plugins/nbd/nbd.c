@@ -9,7 +9,8 @@
  * flush, trim, zero (NO_HOLE and FAST_ZERO passed on), cache, and
  * base:allocation block status. A remote error fails that one request
  * with its errno; a connection that dies fails its requests with EIO,
- * and is not reconnected.
+ * and a later request connects it again (at most once a second), to a
+ * remote of the same size.
  *
  * Several connections (connections=N, default 4 when the remote
  * advertises multi-conn, else 1) share the requests round robin; more
@@ -23,10 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "remote.h"
 
 #define DEFAULT_MULTI_CONNECTIONS 4
+#define RETRY_NS 1000000000ull
 /* nbdd's own limit on a preferred block size. */
 #define MAX_PREFERRED (32u << 20)
 
@@ -35,6 +38,7 @@ struct remote {
 	unsigned nconns;
 	struct conn conns[MAX_CONNECTIONS];
 	atomic_uint next; /* round robin */
+	pthread_mutex_t retry_lock; /* one reconnection at a time */
 	uint64_t size;
 	uint32_t caps;
 	struct nbdd_block_size bs;
@@ -147,9 +151,25 @@ static void remote_free(struct remote *r)
 	unsigned i;
 
 	for (i = 0; i < r->nconns; i++)
-		conn_close(&r->conns[i]);
+		conn_destroy(&r->conns[i]);
+	pthread_mutex_destroy(&r->retry_lock);
 	free(r->uri);
 	free(r);
+}
+
+/* Connection @i (0-based) of @r, counted in r->nconns even if it fails. */
+static int connect_one(struct remote *r, unsigned i)
+{
+	char why[200];
+	int err;
+
+	conn_init(&r->conns[i], i + 1, r->uri);
+	r->nconns = i + 1;
+	err = conn_connect(&r->conns[i], why, sizeof(why));
+	if (err)
+		nbdd_backend_error("nbd: cannot connect to %s: %s", r->uri,
+				   why);
+	return err;
 }
 
 static int nbd_open(const struct nbdd_param *params, size_t nparams,
@@ -168,17 +188,12 @@ static int nbd_open(const struct nbdd_param *params, size_t nparams,
 		free(r);
 		return -ENOMEM;
 	}
-	err = conn_open(&r->conns[0], 1, r->uri);
-	if (err) {
-		remote_free(r);
-		return err;
-	}
-	r->nconns = 1;
-	err = probe(r, &want);
+	pthread_mutex_init(&r->retry_lock, NULL);
+	err = connect_one(r, 0);
+	if (!err)
+		err = probe(r, &want);
 	for (i = 1; !err && i < want; i++) {
-		err = conn_open(&r->conns[i], i + 1, r->uri);
-		if (!err)
-			r->nconns++;
+		err = connect_one(r, i);
 		if (!err && nbd_get_size(r->conns[i].nbd) != (int64_t)r->size) {
 			nbdd_backend_error("nbd: %s: connection %u sees another "
 					   "size than connection 1",
@@ -221,6 +236,33 @@ static int nbd_capabilities_cb(void *h, uint32_t *caps)
 
 /* ---- requests ---- */
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A lost connection is connected again by the request that finds it,
+ * at most once a second, and by one request at a time: the others go on
+ * to the next connection, or fail at once.
+ */
+static void maybe_reconnect(struct remote *r, struct conn *c)
+{
+	uint64_t now;
+
+	if (pthread_mutex_trylock(&r->retry_lock))
+		return;
+	now = now_ns();
+	if (atomic_load(&c->dead) && now >= c->retry_at) {
+		c->retry_at = now + RETRY_NS;
+		(void)conn_reconnect(c, r->size);
+	}
+	pthread_mutex_unlock(&r->retry_lock);
+}
+
 /* The next live connection, round robin; NULL when all are lost. */
 static struct conn *pick(struct remote *r)
 {
@@ -231,6 +273,8 @@ static struct conn *pick(struct remote *r)
 
 	for (i = 0; i < r->nconns; i++) {
 		c = &r->conns[(start + i) % r->nconns];
+		if (atomic_load(&c->dead))
+			maybe_reconnect(r, c);
 		if (!atomic_load(&c->dead))
 			return c;
 	}
@@ -282,10 +326,18 @@ static int64_t start(struct nbd_handle *nbd, const struct cmd *cmd,
 static int run(struct remote *r, const struct cmd *cmd, struct request *rq)
 {
 	struct conn *c = pick(r);
+	int err;
 
 	if (!c)
 		return conn_lost_error(&r->conns[0], cmd->w);
-	return request_finish(c, rq, start(c->nbd, cmd, rq), cmd->w);
+	pthread_rwlock_rdlock(&c->use);
+	/* Lost since pick(), and maybe replaced meanwhile. */
+	if (atomic_load(&c->dead))
+		err = conn_lost_error(c, cmd->w);
+	else
+		err = request_finish(c, rq, start(c->nbd, cmd, rq), cmd->w);
+	pthread_rwlock_unlock(&c->use);
+	return err;
 }
 
 static uint32_t fua(uint32_t flags)

@@ -31,8 +31,14 @@ struct conn {
 	int kick;        /* eventfd: wakes the poller */
 	pthread_t poller;
 	bool started;
+	/*
+	 * Held for reading from starting a command to its reply, and for
+	 * writing while a lost connection is replaced (conn_reconnect()).
+	 */
+	pthread_rwlock_t use;
 	atomic_bool dead;    /* no command can succeed on it any more */
-	atomic_bool closing; /* conn_close() is waiting for the poller */
+	uint64_t retry_at;   /* CLOCK_MONOTONIC ns; the remote's retry lock */
+	atomic_bool closing; /* conn_disconnect() waits for the poller */
 	pthread_mutex_t lock; /* guards why */
 	char why[200];        /* why it died; the first reason stays */
 };
@@ -56,9 +62,18 @@ static inline const char *libnbd_error(void)
 	return msg && *msg ? msg : "unknown libnbd error";
 }
 
-int conn_open(struct conn *c, unsigned index, const char *uri);
+/* Fields and locks; dead until connected and started. */
+void conn_init(struct conn *c, unsigned index, const char *uri);
+/* Connect (blocking); on failure @why gets libnbd's reason. */
+int conn_connect(struct conn *c, char *why, size_t size);
+/* The poller: from here on @c serves requests. */
 int conn_start(struct conn *c);
-void conn_close(struct conn *c);
+void conn_destroy(struct conn *c);
+/*
+ * Replace a dead connection by a new one to the same URI, which must
+ * still have @size bytes. 0 when @c is live (again).
+ */
+int conn_reconnect(struct conn *c, uint64_t size);
 
 /* The completion callback a request passes to nbd_aio_*(). */
 nbd_completion_callback request_init(struct request *rq);

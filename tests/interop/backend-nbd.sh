@@ -63,6 +63,8 @@ start_kit single --filter=log --filter=multi-conn memory 16M \
 start_kit ro -r sparse-random 32M seed=7
 start_kit sparse sparse-random 32M seed=11 percent=30 runlength=262144
 start_kit victim memory 16M
+truncate -s 16M "$T/again.img"
+start_kit again file "$T/again.img"
 start_kit err --filter=error memory 16M error-pwrite=ENOSPC \
 	error-pwrite-rate=100% error-zero=EIO error-zero-rate=100%
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/alice:/' >"$T/psk"
@@ -114,6 +116,7 @@ serve --plugin-dir "$PLUGINS" \
 	--export ro="nbd:uri=$(kit_uri ro)" \
 	--export sparse="nbd:uri=$(kit_uri sparse)" \
 	--export victim="nbd:uri=$(kit_uri victim)" \
+	--export again="nbd:uri=$(kit_uri again)" \
 	--export err="nbd:uri=$(kit_uri err)" \
 	--export tls="nbd:uri=$TLS_URI" \
 	--export chain="nbd:uri=nbd+unix:///m?socket=$UP_SOCK" \
@@ -308,6 +311,45 @@ grep -q "nbd: pread failed: pread of 512 bytes at 0: connection [1-4] to $(kit_u
 alive || fail "nbdd died with its remote"
 [ "$(bounded 30 nbdinfo --size "$(uri mem)")" = $((64 * M)) ] ||
 	fail "the other exports stopped working"
+
+# ---- a remote that comes back is connected again by a later request,
+# if it has the same size
+nbdsh_again() { # python: run with h on export "again"; exit status
+	bounded 30 nbdsh -u "$(uri again)" -c "$1" >"$T/again.out" 2>&1
+}
+nbdsh_again 'h.pwrite(b"A" * 65536, 65536)' || fail "write to again: $(cat "$T/again.out")"
+# Poll with requests, each of which must fail with EIO, until the log
+# has one more line matching ERE (bounded).
+fail_until_logged() { # ere what
+	local before i
+	before=$(grep -Ec "$1" "$LOG" || true)
+	for ((i = 0; i < 50 * SLOW; i++)); do
+		! nbdsh_again 'h.pread(512, 0)' || fail "$2: a read succeeded"
+		grep -q 'Input/output error' "$T/again.out" || fail "$2: $(cat "$T/again.out")"
+		[ "$(grep -Ec "$1" "$LOG" || true)" -gt "$before" ] && return 0
+		sleep 0.2
+	done
+	fail "$2: the log never said '$1': $(grep again "$LOG" | tail -n 3)"
+}
+LOST="export 'again': nbd: pread failed: pread of 512 bytes at 0: connection [1-4] to .* is lost \(connecting again:"
+restart_again() { # size
+	kill -KILL "$KIT_PID_again"
+	wait "$KIT_PID_again" 2>/dev/null || true
+	fail_until_logged "$LOST nbd_connect_uri: connect: Connection refused\)" \
+		"remote down"
+	rm -f "$T/again.sock"
+	truncate -s "$1" "$T/again.img"
+	start_kit again file "$T/again.img"
+}
+restart_again 32M
+fail_until_logged "$LOST it came back with another size\)" "size changed"
+restart_again 16M
+for ((i = 0; i < 50 * SLOW; i++)); do
+	nbdsh_again 'assert h.pread(65536, 65536) == b"A" * 65536' && break
+	sleep 0.2
+done
+[ $i -lt $((50 * SLOW)) ] ||
+	fail "no request got through after the remote came back: $(cat "$T/again.out")"
 
 stop_daemon
 echo ok
