@@ -9,6 +9,10 @@
 #   cluster.sh stop DIR                kill its daemons, remove DIR
 #   cluster.sh env DIR                 print CEPH_CONF=, CEPH_KEYRING=, ...
 #
+# CEPH_OSD_BLOCK=/dev/X puts BlueStore on that block device instead of
+# DIR/osd-block, for a DIR whose filesystem has no O_DIRECT (tmpfs before
+# Linux 6.6, as in tests/vm).
+#
 # start waits (bounded) until every PG is active+clean and the pool
 # $CEPH_POOL (default "rbd") exists and is initialised for RBD. A daemon
 # that fails makes start fail with the tail of that daemon's log: a test
@@ -85,8 +89,8 @@ mgr data = $D/mgr
 [osd]
 osd data = $D/osd
 osd objectstore = bluestore
-bluestore block path = $D/osd-block
-bluestore block create = true
+bluestore block path = ${CEPH_OSD_BLOCK:-$D/osd-block}
+bluestore block create = $([ -n "${CEPH_OSD_BLOCK:-}" ] && echo false || echo true)
 bluestore block size = 10737418240
 bluestore fsck on mkfs = false
 bluestore fsck on mount = false
@@ -126,65 +130,68 @@ run_daemon() { # name binary args...
 	echo $! >"$D/run/$name.daemon-pid"
 }
 
+# Every key, with its caps, goes into the monitor's keyring before its
+# mkfs, which seeds the auth database from it: no `ceph auth` round trips
+# (each `ceph` command is a Python start, slow under emulation).
+make_keys() {
+	key mon. "$D/mon..keyring" --cap mon 'allow *'
+	key client.admin "$D/client.admin.keyring" --cap mon 'allow *' \
+		--cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *'
+	key mgr.x "$D/mgr.x.keyring" --cap mon 'allow profile mgr' \
+		--cap osd 'allow *' --cap mds 'allow *'
+	key osd.0 "$D/osd.0.keyring" --cap mon 'allow profile osd' \
+		--cap osd 'allow *' --cap mgr 'allow profile osd'
+	for k in client.admin mgr.x osd.0; do
+		ceph-authtool "$D/mon..keyring" --import-keyring "$D/$k.keyring" >/dev/null
+	done
+}
+
+key() { # entity file caps...
+	local name=$1 file=$2
+	shift 2
+	ceph-authtool --create-keyring "$file" --gen-key -n "$name" "$@" >/dev/null
+}
+
 start_mon() {
-	ceph-authtool --create-keyring "$D/mon..keyring" --gen-key -n mon. \
-		--cap mon 'allow *' >/dev/null
-	ceph-authtool --create-keyring "$D/client.admin.keyring" --gen-key \
-		-n client.admin --cap mon 'allow *' --cap osd 'allow *' \
-		--cap mgr 'allow *' --cap mds 'allow *' >/dev/null
-	ceph-authtool "$D/mon..keyring" --import-keyring "$D/client.admin.keyring" >/dev/null
+	make_keys
 	monmaptool --create --fsid "$(sed -n 's/^fsid = //p' "$D/ceph.conf")" \
 		--addv a "[v2:127.0.0.1:$PORT]" "$D/monmap" >/dev/null
 	ceph-mon -c "$D/ceph.conf" --mkfs -i a --monmap "$D/monmap" \
 		--keyring "$D/mon..keyring" >>"$D/log/mon.a.stdout" 2>&1 ||
 		{ log_tail mon.a; die "ceph-mon --mkfs failed"; }
 	run_daemon mon.a ceph-mon -i a
-	wait_for mon.a "monitor quorum" ceph_cli quorum_status
-}
-
-start_mgr() {
-	mkdir -p "$D/mgr"
-	ceph_cli auth get-or-create mgr.x mon 'allow profile mgr' osd 'allow *' \
-		mds 'allow *' -o "$D/mgr.x.keyring" >/dev/null
-	run_daemon mgr.x ceph-mgr -i x
 }
 
 start_osd() {
-	local uuid
+	local uuid id
 	uuid=$(cat /proc/sys/kernel/random/uuid)
 	mkdir -p "$D/osd"
-	ceph-authtool --create-keyring "$D/osd.0.keyring" --gen-key -n osd.0 >/dev/null
-	ceph_cli auth add osd.0 osd 'allow *' mon 'allow profile osd' \
-		mgr 'allow profile osd' -i "$D/osd.0.keyring" >/dev/null 2>&1 ||
-		die "cannot register osd.0's key with the monitor"
-	[ "$(ceph_cli osd create "$uuid")" = 0 ] || die "ceph osd create did not give id 0"
+	# The first `ceph` command: it waits for the monitor to answer.
+	id=$(ceph_cli osd create "$uuid" 2>"$D/log/ceph-cli.log") ||
+		{ log_tail mon.a; die "the monitor did not answer: $(tail -n 3 "$D/log/ceph-cli.log")"; }
+	[ "$id" = 0 ] || die "ceph osd create gave id '$id', not 0"
 	ceph-osd -c "$D/ceph.conf" -i 0 --mkfs --osd-uuid "$uuid" \
 		>>"$D/log/osd.0.stdout" 2>&1 ||
-		{ log_tail osd.0; die "ceph-osd --mkfs failed (BlueStore on $D/osd-block)"; }
+		{ log_tail osd.0; die "ceph-osd --mkfs failed (BlueStore on ${CEPH_OSD_BLOCK:-$D/osd-block})"; }
 	run_daemon osd.0 ceph-osd -i 0
 }
 
-# Every PG active+clean (and there are some), one OSD up and in.
+# Every PG active+clean: "9 pgs: 9 active+clean; ...". A PG whose OSD is
+# down is not.
 all_clean() {
-	ceph_cli status -f json | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-pg = s["pgmap"]
-osd = s["osdmap"]
-clean = sum(x["count"] for x in pg.get("pgs_by_state", [])
-            if x["state_name"] == "active+clean")
-sys.exit(not (osd["num_up_osds"] == 1 and osd["num_in_osds"] == 1 and
-              pg["num_pgs"] > 0 and clean == pg["num_pgs"]))'
+	ceph_cli pg stat | grep -qE '^([0-9]+) pgs: \1 active\+clean;'
 }
 
 mgr_available() {
-	ceph_cli mgr stat -f json | python3 -c '
-import json, sys
-sys.exit(not json.load(sys.stdin)["available"])'
+	ceph_cli mgr stat | grep -q '"available": *true'
+}
+
+step() { # what: how long the start has taken so far, to stderr
+	echo "ceph cluster: $1 after $((SECONDS - START)) s" >&2
 }
 
 start() {
-	local start=$SECONDS
+	START=$SECONDS
 	[ -n "${D:-}" ] || die "usage: $0 start DIR [OWNER_PID]"
 	[ ! -e "$D" ] || [ -z "$(ls -A "$D")" ] || die "$D exists and is not empty"
 	for c in ceph ceph-mon ceph-mgr ceph-osd ceph-authtool monmaptool rbd; do
@@ -200,14 +207,17 @@ start() {
 	PORT=$(free_port)
 	write_conf "$PORT"
 	start_mon
-	start_mgr
+	mkdir -p "$D/mgr"
+	run_daemon mgr.x ceph-mgr -i x
 	start_osd
+	step "osd.0 made"
 	wait_for mgr.x "an available manager" mgr_available
 	ceph_cli osd pool create "$POOL" 8 8 >/dev/null 2>&1 ||
 		die "cannot create pool $POOL"
 	timeout 60 rbd -c "$D/ceph.conf" pool init "$POOL" ||
 		die "rbd pool init $POOL failed"
 	wait_for osd.0 "PGs active+clean" all_clean
+	step "PGs active+clean"
 	health=$(ceph_cli health) || true
 	[ "$health" = HEALTH_OK ] || echo "ceph cluster: clean, but: $health" >&2
 	cat >"$D/env" <<EOF
@@ -215,35 +225,41 @@ CEPH_CONF=$D/ceph.conf
 CEPH_KEYRING=$D/client.admin.keyring
 CEPH_ID=admin
 CEPH_POOL=$POOL
-CEPH_START_SECONDS=$((SECONDS - start))
+CEPH_START_SECONDS=$((SECONDS - START))
 EOF
 	if [ -n "${OWNER:-}" ]; then
 		# setsid: the watcher is not in the caller's process group, so
 		# a timeout killing the group still leaves it to clean up.
 		setsid "$0" watch "$D" "$OWNER" </dev/null >/dev/null 2>&1 &
+		echo $! >"$D/run/watcher.pid"
 	fi
 	STARTING=0
 	echo "$D/ceph.conf"
 }
 
 stop() {
-	local f pid pids=() i
+	local f pid pids=() i alive
 	[ -d "${D:-}" ] || return 0
+	# The watcher (and its tail) is a process group of its own.
+	pid=$(cat "$D/run/watcher.pid" 2>/dev/null) || pid=
+	[ -z "$pid" ] || [ "$pid" = $$ ] || kill -TERM -- "-$pid" 2>/dev/null || true
+	# Nothing here is worth a clean shutdown: SIGKILL, then wait (bounded)
+	# until they are gone so that none writes into what we remove.
 	for f in "$D"/run/*.daemon-pid; do
 		[ -e "$f" ] || continue
 		pid=$(cat "$f")
-		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+		# Only ours: a pid recycled since is left alone.
+		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$D/ceph.conf" ||
+			continue
+		kill -KILL "$pid" 2>/dev/null && pids+=("$pid")
 	done
 	for ((i = 0; i < 100; i++)); do
+		alive=0
 		for pid in "${pids[@]}"; do
-			kill -0 "$pid" 2>/dev/null && break
-			pid=
+			kill -0 "$pid" 2>/dev/null && alive=1
 		done
-		[ -z "${pid:-}" ] && break
+		[ $alive = 0 ] && break
 		sleep 0.1
-	done
-	for pid in "${pids[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
 	done
 	rm -rf "$D"
 }
