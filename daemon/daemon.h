@@ -13,12 +13,15 @@
  *   mappings.c  the table of kernel mappings, recovery of lost sockets
  *   state.c     /run/nbdd/mappings.json, written on every change
  *   recovery.c  taking over a dead nbdd's devices; heartbeat; link-dead
+ *   mapproc.c   a process per mapping: starting it, asking it
+ *   mapserver.c that process (nbdd --serve-mapping)
  *   exports.c   network exports and their listeners
  *
- * Threads: the loop thread owns every socket, the control clients and the
- * epoll set; the worker thread only makes blocking library calls and
- * hands results back (worker.c). The mapping table has its own lock so
- * `list` never waits for an attach in progress.
+ * Threads: the loop thread owns every socket, the control clients, the
+ * mapping table and the epoll set; the worker thread only makes blocking
+ * calls (starting a mapping's process and waiting for it to attach,
+ * detaching) and hands results back (worker.c). Each mapping is served
+ * by a process of its own (mapproc.c, mapserver.c).
  */
 #ifndef NBDD_DAEMON_H
 #define NBDD_DAEMON_H
@@ -40,6 +43,7 @@
 /* ---- log.c ---- */
 
 void log_setup(int max_level);
+int log_max_level(void);
 int log_level_parse(const char *name);
 void dlog(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -87,6 +91,8 @@ bool signals_interrupted(void);
 /* ---- harden.c ---- */
 
 void harden_process(bool mlock);
+/* What harden_process() was asked (mapping processes do the same). */
+bool harden_mlock(void);
 
 /* ---- worker.c ---- */
 
@@ -167,6 +173,54 @@ int recovery_start(void);
 /* Watch link-dead events once the nbd driver is loaded. */
 void recovery_watch_events(void);
 void recovery_stop(void);
+
+/* ---- mapproc.c: a process per mapping, the daemon's side ---- */
+
+struct mapproc {
+	pid_t pid; /* 0: none */
+	int fd;    /* our end of its control socket */
+};
+
+struct mapproc_setup {
+	const char *spec;
+	char name[CTL_MAX_NAME + 16]; /* as struct mapping's */
+	struct nbdd_attach_options opts; /* opts.index: the device to adopt */
+	bool adopt;                      /* take over a device that lost its server */
+};
+
+struct mapproc_result {
+	int err;
+	char msg[1024];
+	int index;
+	char backend[64];
+	uint64_t size;
+	bool readonly;
+	bool volatile_data; /* NBDD_BACKEND_VOLATILE: cannot be handed over */
+	unsigned connections;
+	uint32_t block_size;
+};
+
+/* The path mapping processes are started from: this program's. */
+void mapproc_set_program(const char *argv0);
+/* Start one and wait for it to serve (or fail): blocks, worker thread. */
+int mapproc_start(const struct mapproc_setup *s, struct mapproc *p,
+		  struct mapproc_result *res);
+/* Its connections: {"live":N,"connection_stats":[...],"totals":{...}}. */
+json_object *mapproc_stats(struct mapproc *p);
+/* Flush, disconnect, wait for the exit: blocks (worker thread). */
+int mapproc_detach(struct mapproc *p, char *msg, size_t len);
+/* SIGTERM: it leaves the device to a successor; wait for the exit. */
+void mapproc_hand_over(struct mapproc *p);
+/* It ended (its socket closed): collect it; its wait status. */
+int mapproc_reap(struct mapproc *p);
+void mapproc_close(struct mapproc *p);
+/* One JSON object per line over a stream socket (both sides). */
+int mapproc_send(int fd, json_object *o);
+int mapproc_recv(int fd, int timeout_ms, json_object **out);
+
+/* ---- mapserver.c: the serving process ---- */
+
+int mapserver_main(int argc, char **argv);
 
 /* ---- exports.c ---- */
 

@@ -86,8 +86,16 @@ static void set_io_flusher(void)
 		log_debug("PR_SET_IO_FLUSHER: %s", strerror(errno));
 }
 
+static bool mlock_asked;
+
+bool harden_mlock(void)
+{
+	return mlock_asked;
+}
+
 void harden_process(bool mlock)
 {
+	mlock_asked = mlock;
 	set_oom_score_adj();
 	set_io_flusher();
 	if (mlock)

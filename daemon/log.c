@@ -79,6 +79,11 @@ static void sink(void *opaque, int level, const char *msg)
 		return;
 }
 
+int log_max_level(void)
+{
+	return log_max;
+}
+
 void log_setup(int max_level)
 {
 	log_max = max_level;

@@ -481,6 +481,10 @@ int main(int argc, char **argv)
 	size_t i;
 	int r;
 
+	/* A mapping's own process (mapproc.c starts it). */
+	if (argc > 1 && !strcmp(argv[1], "--serve-mapping"))
+		return mapserver_main(argc, argv);
+	mapproc_set_program(argv[0]);
 	parse_options(&o, argc, argv);
 	log_setup(o.log_level);
 	r = signals_block();

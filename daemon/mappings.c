@@ -1,32 +1,36 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The table of kernel mappings: /dev/nbdN <-> an opened backend.
+ * The table of kernel mappings: /dev/nbdN <-> the process serving it.
  *
- * The table lives on the loop thread alone: requests are checked and the
- * table changed there, and the worker only runs the blocking library
- * calls on copies (job structs). An entry's state says who may touch its
- * nbdd_mapping: while ATTACHING or DETACHING the worker owns it and the
- * loop reports the entry without looking inside.
- *
- * The serving threads of a mapping belong to the library; an entry only
- * watches nbdd_mapping_fd() to learn when the kernel ended it.
+ * Each mapping is served by a process of its own (mapproc.c,
+ * mapserver.c): a backend that crashes, hangs or is killed takes only
+ * its own device down, and only for a moment. The table lives on the
+ * loop thread alone: requests are checked and the table changed there,
+ * and the worker runs the blocking steps (starting a process and waiting
+ * for it to attach, detaching) on copies (job structs). An entry's state
+ * says who may touch its process: while ATTACHING, RECOVERING or
+ * DETACHING the worker owns it and the loop reports the entry without
+ * asking it anything.
  *
  * Every change is written to the state file (state.c), so a later nbdd
  * can take the devices over if this one dies (recovery.c).
  *
- * Recovery: when every connection of a mapping ends but the kernel
- * still holds the device (its request timeout killed a socket, or the
- * sockets broke), the mapping is not over: the worker hands the device
- * new sockets (nbdd_mapping_adopt(), RECONFIGURE) and the kernel resends
- * what was in flight. A device nobody can serve again (its backend
- * cannot be opened, its data was in a dead process's memory, the
- * kernel's dead-conn timeout ran out) is FAILED: its I/O fails at once,
+ * Recovery: when a mapping's process ends without being asked to (it
+ * crashed or was killed, or the kernel dropped its connections) and the
+ * kernel still holds the device, the worker starts another process that
+ * hands the device new sockets (RECONFIGURE); the kernel resends what was
+ * in flight. A device nobody can serve again (its backend cannot be
+ * opened, its data was in a dead process's memory, its process keeps
+ * dying, the dead-conn timeout ran out) is FAILED: its I/O fails at once,
  * `list` says why, and `detach` releases it.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,8 +41,7 @@
 enum mstate {
 	M_ATTACHING,
 	M_CONNECTED,
-	M_DEGRADED,
-	M_RECOVERING, /* the worker is giving the device new sockets */
+	M_RECOVERING, /* the worker is giving the device a new process */
 	M_FAILED,     /* nothing serves the device; detach releases it */
 	M_DETACHING,
 };
@@ -46,14 +49,17 @@ enum mstate {
 static const char *const state_names[] = {
 	[M_ATTACHING] = "attaching",
 	[M_CONNECTED] = "connected",
-	[M_DEGRADED] = "degraded",
 	[M_RECOVERING] = "recovering",
 	[M_FAILED] = "failed",
 	[M_DETACHING] = "detaching",
 };
 
-/* A device whose sockets ended is checked this long for a DISCONNECT. */
+/* A device whose server ended is checked this long for a DISCONNECT. */
 #define ENDED_WAIT_MS 2000
+/* A server that ends this soon after starting, this many times running,
+ * is not restarted again: something is wrong with the backend. */
+#define SHORT_LIFE_S    10
+#define MAX_SHORT_LIVES 5
 
 struct mapping {
 	uint64_t id;
@@ -63,19 +69,22 @@ struct mapping {
 	char *spec;
 	struct nbdd_attach_options opts; /* as asked (index, timeouts, ...) */
 	time_t attached_at;
-	struct nbdd_mapping *m;        /* once attached */
-	/* Copied from m when attached: readable while the worker owns m. */
+	struct mapproc proc;           /* its serving process, once attached */
+	time_t started_at;             /* of that process */
+	/* What the process reported when it attached. */
 	char backend[64];
 	uint64_t size;
 	bool readonly;
+	bool volatile_data;
 	unsigned conns;
 	uint32_t block_size;
-	struct loop_source src;        /* m's event fd, while connected */
+	struct loop_source src;        /* the process's socket, while connected */
 	/* Recovery */
 	unsigned recoveries;           /* new sockets handed to the kernel */
+	unsigned short_lives;          /* servers that ended right away */
 	unsigned link_dead;            /* the kernel's link-dead events */
 	time_t recovered_at;
-	char error[1100];              /* why it failed ("" unless FAILED) */
+	char error[1300];              /* why it failed ("" unless FAILED) */
 	struct mapping *next;
 };
 
@@ -130,6 +139,7 @@ static void entry_free(struct mapping *e)
 			break;
 		}
 	loop_remove(&e->src);
+	mapproc_close(&e->proc);
 	free(e->spec);
 	free(e);
 	tab.count--;
@@ -137,7 +147,7 @@ static void entry_free(struct mapping *e)
 
 static bool attached(const struct mapping *e)
 {
-	return e->state == M_CONNECTED || e->state == M_DEGRADED;
+	return e->state == M_CONNECTED;
 }
 
 unsigned mappings_count(void)
@@ -162,20 +172,28 @@ static void add_uint(json_object *o, const char *key, uint64_t v)
 	json_object_object_add(o, key, json_object_new_uint64(v));
 }
 
-static json_object *entry_json(const struct mapping *e)
+/*
+ * @stats: the process's answer to "stats" (live connections and
+ * counters), or NULL (not asked, or it did not answer).
+ */
+static json_object *entry_json(const struct mapping *e, json_object *stats)
 {
-	json_object *o = json_object_new_object();
-	bool known = e->state != M_ATTACHING;
+	json_object *o = json_object_new_object(), *live = NULL;
+	bool known = e->state != M_ATTACHING && e->backend[0];
+	const char *state = state_names[e->state];
 
 	if (!o)
 		return NULL;
+	if (stats)
+		json_object_object_get_ex(stats, "live", &live);
+	if (live && (unsigned)json_object_get_int64(live) < e->conns)
+		state = "degraded";
 	add_device(o, e->index);
 	json_object_object_add(o, "name", e->name[0] ? json_object_new_string(
 							       e->name)
 						     : NULL);
 	json_object_object_add(o, "spec", json_object_new_string(e->spec));
-	json_object_object_add(o, "state",
-			       json_object_new_string(state_names[e->state]));
+	json_object_object_add(o, "state", json_object_new_string(state));
 	json_object_object_add(o, "backend",
 			       known ? json_object_new_string(e->backend)
 				     : NULL);
@@ -183,13 +201,16 @@ static json_object *entry_json(const struct mapping *e)
 	json_object_object_add(o, "readonly", json_object_new_boolean(
 					known ? e->readonly : e->opts.readonly));
 	add_uint(o, "connections", known ? e->conns : e->opts.connections);
-	if (attached(e))
-		add_uint(o, "live", nbdd_mapping_live(e->m));
+	if (live)
+		json_object_object_add(o, "live", json_object_get(live));
 	add_uint(o, "block_size", known ? e->block_size : e->opts.block_size);
 	add_uint(o, "timeout", e->opts.timeout);
 	add_uint(o, "dead_conn_timeout", e->opts.dead_conn_timeout);
 	json_object_object_add(o, "attached_at",
 			       json_object_new_int64(e->attached_at));
+	json_object_object_add(o, "pid",
+			       attached(e) ? json_object_new_int(e->proc.pid)
+					   : NULL);
 	add_uint(o, "recoveries", e->recoveries);
 	add_uint(o, "link_dead_events", e->link_dead);
 	json_object_object_add(o, "recovered_at",
@@ -200,18 +221,10 @@ static json_object *entry_json(const struct mapping *e)
 	return o;
 }
 
-/* What list shows, taken while the loop still owns m. */
-static void entry_describe(struct mapping *e)
+/* Ask a connected mapping's process; NULL when it cannot answer. */
+static json_object *entry_stats(struct mapping *e)
 {
-	struct nbdd_export *x = nbdd_mapping_export(e->m);
-
-	snprintf(e->backend, sizeof(e->backend), "%s",
-		 nbdd_export_backend_name(x));
-	e->size = nbdd_export_size(x);
-	e->readonly = e->opts.readonly || nbdd_export_readonly(x);
-	e->conns = nbdd_mapping_connections(e->m);
-	if (nbdd_sysfs_block_size(e->index, &e->block_size) < 0)
-		e->block_size = e->opts.block_size;
+	return attached(e) ? mapproc_stats(&e->proc) : NULL;
 }
 
 static json_object *state_json(void)
@@ -221,8 +234,9 @@ static json_object *state_json(void)
 
 	/* Everything a successor may have to take over or release. */
 	for (e = tab.head; a && e; e = e->next)
-		if (e->m || e->state == M_RECOVERING || e->state == M_FAILED)
-			json_object_array_add(a, entry_json(e));
+		if (e->state == M_CONNECTED || e->state == M_RECOVERING ||
+		    e->state == M_FAILED)
+			json_object_array_add(a, entry_json(e, NULL));
 	if (o) {
 		json_object_object_add(o, "version", json_object_new_int(1));
 		json_object_object_add(o, "pid", json_object_new_int(getpid()));
@@ -269,62 +283,15 @@ json_object *mappings_list(void)
 	for (e = tab.head; e; e = e->next)
 		v[n++] = e;
 	qsort(v, n, sizeof(*v), by_index);
-	for (i = 0; i < n; i++)
-		json_object_array_add(a, entry_json(v[i]));
+	for (i = 0; i < n; i++) {
+		json_object *st = entry_stats(v[i]);
+
+		json_object_array_add(a, entry_json(v[i], st));
+		json_object_put(st);
+	}
 	free(v);
 	json_object_object_add(o, "mappings", a);
 	return o;
-}
-
-static json_object *ops_json(const struct nbdd_op_stats *ops)
-{
-	json_object *o = json_object_new_object();
-	int i;
-
-	for (i = 0; o && i < NBDD_OP__COUNT; i++) {
-		json_object *s = json_object_new_object();
-
-		add_uint(s, "requests", ops[i].requests);
-		add_uint(s, "bytes", ops[i].bytes);
-		add_uint(s, "errors", ops[i].errors);
-		json_object_object_add(o, nbdd_op_name((enum nbdd_op)i), s);
-	}
-	return o;
-}
-
-static void add_conn_stats(json_object *o, const struct mapping *e)
-{
-	struct nbdd_op_stats total[NBDD_OP__COUNT] = { 0 };
-	json_object *a = json_object_new_array(), *t;
-	unsigned i, n = nbdd_mapping_connections(e->m);
-	uint64_t in_flight = 0;
-	int k;
-
-	for (i = 0; i < n; i++) {
-		struct nbdd_conn_stats st;
-		json_object *c;
-
-		if (nbdd_mapping_stats(e->m, i, &st) < 0)
-			continue;
-		c = json_object_new_object();
-		add_uint(c, "connection", i);
-		json_object_object_add(c, "connected",
-				       json_object_new_boolean(st.connected));
-		add_uint(c, "in_flight", st.in_flight);
-		json_object_object_add(c, "ops", ops_json(st.op));
-		json_object_array_add(a, c);
-		in_flight += st.in_flight;
-		for (k = 0; k < NBDD_OP__COUNT; k++) {
-			total[k].requests += st.op[k].requests;
-			total[k].bytes += st.op[k].bytes;
-			total[k].errors += st.op[k].errors;
-		}
-	}
-	json_object_object_add(o, "connection_stats", a);
-	t = json_object_new_object();
-	add_uint(t, "in_flight", in_flight);
-	json_object_object_add(t, "ops", ops_json(total));
-	json_object_object_add(o, "totals", t);
 }
 
 /* The entry @req names, or NULL with *err set to the reply. */
@@ -351,78 +318,108 @@ static struct mapping *resolve(const struct ctl_request *req,
 
 json_object *mappings_status(const struct ctl_request *req)
 {
-	json_object *err = NULL, *o, *m;
+	json_object *err = NULL, *o, *m, *st, *v;
 	struct mapping *e = resolve(req, &err);
 
 	if (!e)
 		return err;
+	st = entry_stats(e);
 	o = ctl_reply_ok();
-	m = entry_json(e);
+	m = entry_json(e, st);
 	if (!o || !m) {
 		json_object_put(o);
 		json_object_put(m);
+		json_object_put(st);
 		return NULL;
 	}
-	if (attached(e))
-		add_conn_stats(m, e);
+	if (st && json_object_object_get_ex(st, "connection_stats", &v))
+		json_object_object_add(m, "connection_stats",
+				       json_object_get(v));
+	if (st && json_object_object_get_ex(st, "totals", &v))
+		json_object_object_add(m, "totals", json_object_get(v));
+	json_object_put(st);
 	json_object_object_add(o, "mapping", m);
 	return o;
 }
 
-/* ---- watching a mapping ---- */
+/* ---- watching a mapping's process ---- */
 
-static void queue_detach(struct mapping **v, size_t n, uint64_t client_id);
 static void queue_recover(struct mapping *e);
 
-static void on_mapping_event(struct loop_source *s, uint32_t events)
+/* It never speaks unasked: readable means it has gone. */
+static void on_proc_event(struct loop_source *s, uint32_t events)
 {
 	struct mapping *e = s->opaque;
-	unsigned live, total;
-	uint64_t count;
+	char c;
+	ssize_t n = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
-	if (read(s->fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-		log_debug("/dev/nbd%d: event fd: %s", e->index,
-			  strerror(errno));
-	live = nbdd_mapping_live(e->m);
-	total = nbdd_mapping_connections(e->m);
-	if (live == 0) {
-		/* Disconnected, or sockets lost: the worker finds out. */
-		queue_recover(e);
-	} else if (live < total && e->state != M_DEGRADED) {
-		log_warning("/dev/nbd%d (%s): %u of %u connections ended; "
-			    "serving on %u",
-			    e->index, e->name, total - live, total, live);
-		e->state = M_DEGRADED;
+	if (n > 0) {
+		recv(s->fd, &c, 1, MSG_DONTWAIT); /* stray byte: drop it */
+		return;
 	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	queue_recover(e);
 }
 
 static void watch(struct mapping *e)
 {
-	int r = loop_add(&e->src, nbdd_mapping_fd(e->m), EPOLLIN,
-			 on_mapping_event, e);
+	int r = loop_add(&e->src, e->proc.fd, EPOLLIN | EPOLLRDHUP,
+			 on_proc_event, e);
 
 	if (r < 0)
-		log_warning("/dev/nbd%d: cannot watch its connections: %s",
+		log_warning("/dev/nbd%d: cannot watch its process: %s",
 			    e->index, strerror(-r));
 }
 
-/* ---- recovery: new sockets for a device that lost its own ---- */
+static void mark_failed(struct mapping *e, const char *why)
+{
+	e->state = M_FAILED;
+	snprintf(e->error, sizeof(e->error), "%s", why);
+	log_err("/dev/nbd%d (%s): failed: %s. Its I/O fails; release it with "
+		"`nbdctl detach /dev/nbd%d`",
+		e->index, e->name, why, e->index);
+}
+
+/* What mapproc_start() reported, kept for list and status. */
+static void entry_describe(struct mapping *e, const struct mapproc_result *r)
+{
+	snprintf(e->backend, sizeof(e->backend), "%s", r->backend);
+	e->size = r->size;
+	e->readonly = r->readonly;
+	e->volatile_data = r->volatile_data;
+	e->conns = r->connections;
+	e->block_size = r->block_size ? r->block_size : e->opts.block_size;
+}
+
+static void setup_from(const struct mapping *e, struct mapproc_setup *s,
+		       bool adopt)
+{
+	memset(s, 0, sizeof(*s));
+	s->spec = e->spec;
+	snprintf(s->name, sizeof(s->name), "%s", e->name);
+	s->opts = e->opts;
+	s->opts.index = adopt ? e->index : e->opts.index;
+	s->adopt = adopt;
+}
+
+/* ---- recovery: a new process for a device that lost its own ---- */
 
 struct recover_job {
 	struct job job;
 	uint64_t mapping_id;
 	int index;
-	struct nbdd_mapping *old;      /* abandoned by run() */
-	struct nbdd_export *x;         /* our reference */
-	struct nbdd_attach_options opts;
+	struct mapproc old;     /* reaped by run() */
+	struct mapproc_setup setup;
+	char *spec;
 	/* results */
-	bool ended;                    /* the kernel let the device go */
-	int err;
-	char msg[512];
-	struct nbdd_mapping *m;
+	int status;             /* the old process's wait status */
+	bool ended;             /* the kernel let the device go */
+	struct mapproc proc;
+	struct mapproc_result res;
 };
 
-/* Configured still? DISCONNECT releases it moments after our sockets. */
+/* Configured still? DISCONNECT releases it moments after its sockets. */
 static bool device_released(int index)
 {
 	int pid, i;
@@ -438,164 +435,133 @@ static bool device_released(int index)
 static void recover_run(struct job *j)
 {
 	struct recover_job *r = (struct recover_job *)j;
-	int ret;
 
-	nbdd_mapping_abandon(r->old);
-	r->old = NULL;
+	r->status = mapproc_reap(&r->old);
 	if (device_released(r->index)) {
 		r->ended = true;
 		return;
 	}
-	ret = nbdd_mapping_adopt(r->x, r->index, &r->opts, &r->m);
-	if (ret < 0) {
-		r->err = ret;
-		snprintf(r->msg, sizeof(r->msg), "%s", lib_error(ret));
+	if (mapproc_start(&r->setup, &r->proc, &r->res) < 0)
 		/* Nobody will serve it: fail its I/O now, not per request. */
 		nbdd_kernel_fail_fast(r->index);
-	}
 }
 
-static void mark_failed(struct mapping *e, const char *why)
+static void describe_status(int st, char *buf, size_t len)
 {
-	e->state = M_FAILED;
-	snprintf(e->error, sizeof(e->error), "%s", why);
-	log_err("/dev/nbd%d (%s): failed: %s. Its I/O fails; release it with "
-		"`nbdctl detach /dev/nbd%d`",
-		e->index, e->name, why, e->index);
+	if (WIFSIGNALED(st))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
+	else if (WIFEXITED(st) && WEXITSTATUS(st) == 3)
+		snprintf(buf, len, "its connections were dropped");
+	else if (WIFEXITED(st))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
+	else
+		snprintf(buf, len, "ended");
 }
 
 static void recover_done(struct job *j)
 {
 	struct recover_job *r = (struct recover_job *)j;
 	struct mapping *e = find_id(r->mapping_id);
+	char how[128], why[1200];
 
-	nbdd_export_unref(r->x);
+	describe_status(r->status, how, sizeof(how));
 	if (!e) { /* cannot happen: nobody frees a RECOVERING entry */
-		nbdd_mapping_abandon(r->m);
-		free(r);
-		return;
-	}
-	if (r->ended) {
+		if (r->proc.pid)
+			mapproc_detach(&r->proc, why, sizeof(why));
+	} else if (r->ended) {
 		log_notice("/dev/nbd%d (%s): the kernel ended the mapping "
 			   "(disconnected by another program?); cleaning up",
 			   e->index, e->name);
 		entry_free(e);
-	} else if (r->err < 0) {
-		mark_failed(e, r->msg);
+	} else if (r->res.err < 0) {
+		snprintf(why, sizeof(why),
+			 "its server %s, and a new one could not take over: "
+			 "%s", how, r->res.msg);
+		mark_failed(e, why);
 	} else {
-		e->m = r->m;
+		e->proc = r->proc;
+		e->started_at = time(NULL);
 		e->state = M_CONNECTED;
 		e->recoveries++;
-		e->recovered_at = time(NULL);
-		entry_describe(e);
+		e->recovered_at = e->started_at;
+		entry_describe(e, &r->res);
 		watch(e);
-		log_notice("/dev/nbd%d (%s): lost its connections; served again "
-			   "with new ones (recovery %u)",
-			   e->index, e->name, e->recoveries);
+		log_notice("/dev/nbd%d (%s): its server %s; a new one (pid %d) "
+			   "took over (recovery %u)",
+			   e->index, e->name, how, (int)e->proc.pid,
+			   e->recoveries);
 	}
 	mappings_save();
+	free(r->spec);
 	free(r);
 }
 
 static void queue_recover(struct mapping *e)
 {
 	struct recover_job *r = calloc(1, sizeof(*r));
+	time_t now = time(NULL);
 
 	loop_remove(&e->src);
-	if (!r) {
-		nbdd_mapping_abandon(e->m);
-		e->m = NULL;
+	e->short_lives = now - e->started_at < SHORT_LIFE_S ? e->short_lives + 1
+							    : 0;
+	if (r && e->short_lives >= MAX_SHORT_LIVES) {
+		char how[128], why[256];
+
+		describe_status(mapproc_reap(&e->proc), how, sizeof(how));
+		snprintf(why, sizeof(why),
+			 "its server ended %u times in a row within %d s of "
+			 "starting (last: %s); not restarting it",
+			 e->short_lives, SHORT_LIFE_S, how);
+		nbdd_kernel_fail_fast(e->index);
+		mark_failed(e, why);
+		mappings_save();
+		free(r);
+		return;
+	}
+	if (!r || !(r->spec = strdup(e->spec))) {
+		free(r);
+		mapproc_reap(&e->proc);
+		nbdd_kernel_fail_fast(e->index);
 		mark_failed(e, "out of memory for the recovery");
 		return;
 	}
-	log_warning("/dev/nbd%d (%s): every connection ended; checking "
-		    "whether the kernel still holds the device",
-		    e->index, e->name);
+	log_warning("/dev/nbd%d (%s): its server (pid %d) ended; starting "
+		    "another",
+		    e->index, e->name, (int)e->proc.pid);
 	r->job.run = recover_run;
 	r->job.done = recover_done;
 	r->mapping_id = e->id;
 	r->index = e->index;
-	r->old = e->m;
-	r->x = nbdd_export_ref(nbdd_mapping_export(e->m));
-	e->m = NULL; /* the worker's now */
-	r->opts = e->opts;
-	r->opts.identifier = NULL; /* the device's own, from sysfs */
+	r->old = e->proc;
+	e->proc = (struct mapproc){ .fd = -1 };
+	setup_from(e, &r->setup, true);
+	r->setup.spec = r->spec;
 	e->state = M_RECOVERING;
 	worker_submit(&r->job);
 }
 
-/* ---- attach ---- */
+/* ---- attach (and taking over a previous daemon's device) ---- */
 
 struct attach_job {
 	struct job job;
 	uint64_t client_id;
 	uint64_t mapping_id;
-	int adopt_index;   /* >= 0: take over a previous nbdd's device */
 	char *spec;
-	char name[CTL_MAX_NAME + 1];
-	struct nbdd_attach_options opts;
+	struct mapproc_setup setup;
 	/* results */
-	int err;
-	char msg[1024];
-	struct nbdd_mapping *m;
+	struct mapproc proc;
+	struct mapproc_result res;
 };
-
-/* The previous nbdd's device, served by the backend opened again. */
-static void adopt_run(struct attach_job *a, struct nbdd_export *x)
-{
-	int r;
-
-	if (nbdd_export_volatile(x)) {
-		a->err = -ENODATA;
-		snprintf(a->msg, sizeof(a->msg),
-			 "its data was in the previous nbdd's memory (backend "
-			 "%s), which died with it",
-			 nbdd_export_backend_name(x));
-	} else if ((r = nbdd_mapping_adopt(x, a->adopt_index, &a->opts,
-					   &a->m)) < 0) {
-		a->err = r;
-		snprintf(a->msg, sizeof(a->msg), "%s", lib_error(r));
-	}
-	nbdd_export_unref(x);
-}
 
 static void attach_run(struct job *j)
 {
 	struct attach_job *a = (struct attach_job *)j;
-	struct nbdd_export_options eo = {
-		.name = a->name[0] ? a->name : a->spec,
-		.readonly = a->opts.readonly,
-	};
-	struct nbdd_export *x;
-	int r;
 
-	r = nbdd_export_open(a->spec, &eo, &x);
-	if (r < 0) {
-		a->err = r;
-		snprintf(a->msg, sizeof(a->msg), "%s", lib_error(r));
-		goto out;
-	}
-	if (a->adopt_index >= 0) {
-		adopt_run(a, x);
-		goto out;
-	}
-	/*
-	 * A named mapping shows its name in /sys/block/nbdX/backend, which
-	 * udev turns into /dev/disk/by-nbd/NAME (udev/59-nbdd.rules).
-	 */
-	if (a->name[0])
-		a->opts.identifier = a->name;
-	/* The mapping takes its own reference to the export. */
-	r = nbdd_attach(x, &a->opts, &a->m);
-	if (r < 0) {
-		a->err = r;
-		snprintf(a->msg, sizeof(a->msg), "%s", lib_error(r));
-	}
-	nbdd_export_unref(x);
-out:
+	mapproc_start(&a->setup, &a->proc, &a->res);
 	/* A device we cannot take over must not wait for us per request. */
-	if (a->err < 0 && a->adopt_index >= 0)
-		nbdd_kernel_fail_fast(a->adopt_index);
+	if (a->res.err < 0 && a->setup.adopt)
+		nbdd_kernel_fail_fast(a->setup.opts.index);
 }
 
 /* A default name nobody took: "nbdN", else "nbdN.ID". */
@@ -623,38 +589,42 @@ static void attach_done(struct job *j)
 {
 	struct attach_job *a = (struct attach_job *)j;
 	struct mapping *e = find_id(a->mapping_id);
-	json_object *reply;
+	json_object *reply = NULL;
 
-	if (a->err < 0 && a->adopt_index >= 0) {
+	if (a->res.err < 0 && a->setup.adopt) {
 		char why[1100];
 
-		snprintf(why, sizeof(why), "cannot take it over: %s", a->msg);
+		snprintf(why, sizeof(why), "cannot take it over: %s",
+			 a->res.msg);
 		mark_failed(e, why);
 		mappings_save();
-		reply = NULL;
-	} else if (a->err < 0) {
-		log_warning("attach %s: %s", a->spec, a->msg);
-		reply = ctl_reply_error(a->err, "%s", a->msg);
+	} else if (a->res.err < 0) {
+		log_warning("attach %s: %s", a->spec, a->res.msg);
+		reply = ctl_reply_error(a->res.err, "%s", a->res.msg);
 		entry_free(e);
 	} else {
-		e->m = a->m;
-		e->index = nbdd_mapping_index(a->m);
+		e->proc = a->proc;
+		e->started_at = time(NULL);
+		e->index = a->res.index;
 		e->state = M_CONNECTED;
 		if (!e->attached_at)
-			e->attached_at = time(NULL);
-		entry_describe(e);
+			e->attached_at = e->started_at;
+		entry_describe(e, &a->res);
 		if (!e->name[0])
 			default_name(e);
 		watch(e);
 		recovery_watch_events(); /* the attach loaded the driver */
-		if (a->adopt_index >= 0) {
+		if (a->setup.adopt) {
 			e->recoveries++;
-			e->recovered_at = time(NULL);
+			e->recovered_at = e->started_at;
 			log_notice("/dev/nbd%d (%s): taken over from the previous "
-				   "nbdd: %s", e->index, e->name, e->spec);
+				   "nbdd: %s (pid %d)",
+				   e->index, e->name, e->spec,
+				   (int)e->proc.pid);
 		} else {
-			log_notice("/dev/nbd%d (%s): attached %s", e->index,
-				   e->name, e->spec);
+			log_notice("/dev/nbd%d (%s): attached %s (pid %d)",
+				   e->index, e->name, e->spec,
+				   (int)e->proc.pid);
 		}
 		mappings_save();
 		reply = attach_reply(e);
@@ -707,6 +677,7 @@ static struct mapping *entry_new(const struct ctl_request *req, bool defaults)
 	e->state = M_ATTACHING;
 	e->index = req->index;
 	e->src.fd = -1;
+	e->proc.fd = -1;
 	if (req->name)
 		snprintf(e->name, sizeof(e->name), "%s", req->name);
 	e->opts = (struct nbdd_attach_options){
@@ -727,6 +698,22 @@ static struct mapping *entry_new(const struct ctl_request *req, bool defaults)
 	return e;
 }
 
+static struct attach_job *attach_job_new(struct mapping *e, bool adopt)
+{
+	struct attach_job *a = calloc(1, sizeof(*a));
+
+	if (!a || !(a->spec = strdup(e->spec))) {
+		free(a);
+		return NULL;
+	}
+	a->job.run = attach_run;
+	a->job.done = attach_done;
+	a->mapping_id = e->id;
+	setup_from(e, &a->setup, adopt);
+	a->setup.spec = a->spec;
+	return a;
+}
+
 json_object *mappings_attach(const struct ctl_request *req,
 			     uint64_t client_id)
 {
@@ -736,22 +723,14 @@ json_object *mappings_attach(const struct ctl_request *req,
 
 	if (err)
 		return err;
-	a = calloc(1, sizeof(*a));
-	e = a ? entry_new(req, true) : NULL;
-	if (!e || !(a->spec = strdup(req->spec))) {
+	e = entry_new(req, true);
+	a = e ? attach_job_new(e, false) : NULL;
+	if (!a) {
 		if (e)
 			entry_free(e);
-		free(a);
 		return ctl_reply_error(-ENOMEM, "out of memory");
 	}
-	a->job.run = attach_run;
-	a->job.done = attach_done;
 	a->client_id = client_id;
-	a->mapping_id = e->id;
-	a->adopt_index = -1;
-	if (req->name)
-		snprintf(a->name, sizeof(a->name), "%s", req->name);
-	a->opts = e->opts;
 	worker_submit(&a->job);
 	return NULL;
 }
@@ -768,12 +747,8 @@ void mappings_restore(const struct ctl_request *req, time_t attached_at,
 			    req->name ? req->name : req->spec);
 		return;
 	}
-	a = calloc(1, sizeof(*a));
-	e = a ? entry_new(req, false) : NULL;
-	if (!e || !(a->spec = strdup(req->spec))) {
-		if (e)
-			entry_free(e);
-		free(a);
+	e = entry_new(req, false);
+	if (!e) {
 		log_err("/dev/nbd%d: out of memory to take it over",
 			req->index);
 		nbdd_kernel_fail_fast(req->index);
@@ -783,18 +758,15 @@ void mappings_restore(const struct ctl_request *req, time_t attached_at,
 	if (failed) {
 		mark_failed(e, failed);
 		nbdd_kernel_fail_fast(req->index);
-		free(a->spec);
-		free(a);
+		return;
+	}
+	a = attach_job_new(e, true);
+	if (!a) {
+		mark_failed(e, "out of memory to take it over");
+		nbdd_kernel_fail_fast(req->index);
 		return;
 	}
 	e->state = M_RECOVERING;
-	a->job.run = attach_run;
-	a->job.done = attach_done;
-	a->mapping_id = e->id;
-	a->adopt_index = req->index;
-	if (req->name)
-		snprintf(a->name, sizeof(a->name), "%s", req->name);
-	a->opts = e->opts;
 	worker_submit(&a->job);
 }
 
@@ -823,14 +795,14 @@ void mappings_link_dead(int index)
 struct detach_item {
 	uint64_t mapping_id;
 	int index;
-	struct nbdd_mapping *m;
+	struct mapproc proc; /* pid 0: a failed mapping, only the device */
 	int err;
-	char msg[512];
+	char msg[1100];
 };
 
 struct detach_job {
 	struct job job;
-	uint64_t client_id; /* 0: the kernel ended it, nobody asked */
+	uint64_t client_id;
 	size_t n;
 	struct detach_item item[];
 };
@@ -852,12 +824,15 @@ static void detach_run(struct job *j)
 
 	for (i = 0; i < d->n; i++) {
 		struct detach_item *it = &d->item[i];
-		/* A failed mapping has no sockets of ours, only the device. */
-		int r = it->m ? nbdd_detach(it->m) : release_device(it->index);
 
-		if (r < 0) {
-			it->err = r;
-			snprintf(it->msg, sizeof(it->msg), "%s", lib_error(r));
+		if (it->proc.pid) {
+			it->err = mapproc_detach(&it->proc, it->msg,
+						 sizeof(it->msg));
+		} else {
+			it->err = release_device(it->index);
+			if (it->err < 0)
+				snprintf(it->msg, sizeof(it->msg), "%s",
+					 lib_error(it->err));
 		}
 	}
 }
@@ -908,7 +883,7 @@ static void detach_done(struct job *j)
 
 /*
  * The entries leave the loop's hands here: marked DETACHING, no longer
- * watched, and their nbdd_mapping given to the worker.
+ * watched, and their process given to the worker.
  */
 static void queue_detach(struct mapping **v, size_t n, uint64_t client_id)
 {
@@ -932,7 +907,8 @@ static void queue_detach(struct mapping **v, size_t n, uint64_t client_id)
 		loop_remove(&v[i]->src);
 		d->item[i].mapping_id = v[i]->id;
 		d->item[i].index = v[i]->index;
-		d->item[i].m = v[i]->m;
+		d->item[i].proc = v[i]->proc;
+		v[i]->proc = (struct mapproc){ .fd = -1 };
 	}
 	worker_submit(&d->job);
 }
@@ -1014,36 +990,38 @@ const char *mappings_state_path(void)
  */
 static bool can_hand_over(const struct mapping *e)
 {
-	return e->m && e->opts.dead_conn_timeout > 0 &&
-	       !nbdd_export_volatile(nbdd_mapping_export(e->m));
+	return attached(e) && e->opts.dead_conn_timeout > 0 &&
+	       !e->volatile_data;
+}
+
+static bool kept_at_exit(const struct mapping *e, bool handover)
+{
+	return handover && (can_hand_over(e) || e->state == M_FAILED);
 }
 
 /*
- * The worker has stopped, so every entry is either attached or was
- * never going to be: detach what is attached, here and in order.
+ * The worker has stopped, so every entry is attached, failed, or was
+ * never going to be: detach or hand over, here and in order.
  */
 int mappings_shutdown(bool handover)
 {
 	struct mapping *e, *next;
 	unsigned kept = 0;
+	char msg[1100];
 	int ret = 0;
 
-	/* First what stays: served until the state file lists it. */
-	for (e = tab.head; handover && e; e = e->next)
-		if (can_hand_over(e) || e->state == M_FAILED)
-			kept++;
+	for (e = tab.head; e; e = e->next)
+		kept += kept_at_exit(e, handover);
 	for (e = tab.head; e; e = next) {
 		next = e->next;
-		if (handover && (can_hand_over(e) || e->state == M_FAILED))
+		if (kept_at_exit(e, handover))
 			continue;
-		if (e->m) {
-			int r;
+		loop_remove(&e->src);
+		if (e->proc.pid) {
+			int r = mapproc_detach(&e->proc, msg, sizeof(msg));
 
-			loop_remove(&e->src);
-			r = nbdd_detach(e->m);
 			if (r < 0) {
-				log_err("/dev/nbd%d: detach: %s", e->index,
-					lib_error(r));
+				log_err("/dev/nbd%d: detach: %s", e->index, msg);
 				if (!ret)
 					ret = r;
 			} else {
@@ -1055,12 +1033,13 @@ int mappings_shutdown(bool handover)
 		}
 		entry_free(e);
 	}
+	/* What stays is written before its servers let go of it. */
 	if (kept && tab.state_path)
 		mappings_save();
 	while ((e = tab.head)) {
-		if (e->m) {
-			loop_remove(&e->src);
-			nbdd_mapping_abandon(e->m);
+		loop_remove(&e->src);
+		if (e->proc.pid) {
+			mapproc_hand_over(&e->proc);
 			log_notice("/dev/nbd%d (%s): left to the next nbdd; the "
 				   "kernel holds its I/O for up to %u s",
 				   e->index, e->name,

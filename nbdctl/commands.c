@@ -402,6 +402,10 @@ static void print_mapping(json_object *m)
 		strftime(buf + strlen(buf), sizeof(buf) - strlen(buf),
 			 " (last %Y-%m-%d %H:%M:%S)", &tm);
 	field("recoveries:", buf);
+	if (jint(m, "pid", 0) > 0) {
+		snprintf(buf, sizeof(buf), "%lld", (long long)jint(m, "pid", 0));
+		field("server pid:", buf);
+	}
 	snprintf(buf, sizeof(buf), "%lld",
 		 (long long)jint(m, "link_dead_events", 0));
 	field("link-dead events:", buf);

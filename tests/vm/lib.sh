@@ -272,6 +272,45 @@ mount_dev() { # /dev/nbdX
 
 _lib_umount() { ! mountpoint -q "$1" || umount "$1"; }
 
+# Verified random writes in DIR as back-to-back 5 s fio rounds (each
+# checked as it goes, verify_backlog, and at its end) until
+# fio_rounds_stop NAME; its pid is FIO_PID. Any fio error is kept.
+fio_rounds_start() { # dir name
+	local dir=$1 name=$2
+	need fio
+	rm -f "$TMPDIR/$name.stop" "$TMPDIR/$name.errors"
+	(
+		n=0
+		while [ ! -e "$TMPDIR/$name.stop" ]; do
+			n=$((n + 1))
+			fio --name="$name" --directory="$dir" --ioengine=libaio --direct=1 \
+				--rw=randwrite --bs=4k --iodepth=8 --numjobs=2 --size=24M \
+				--time_based --runtime=5 --verify=crc32c --verify_backlog=64 \
+				--verify_fatal=1 --do_verify=1 --group_reporting \
+				--output="$TMPDIR/$name.$n" >/dev/null 2>&1 ||
+				echo "round $n: fio exited with $?" >>"$TMPDIR/$name.errors"
+			grep -q 'err= 0' "$TMPDIR/$name.$n" ||
+				echo "round $n: $(cat "$TMPDIR/$name.$n")" >>"$TMPDIR/$name.errors"
+		done
+		echo "$n" >"$TMPDIR/$name.rounds"
+	) &
+	FIO_PID=$!
+	on_exit sh -c "touch $TMPDIR/$name.stop; kill $FIO_PID 2>/dev/null || true"
+}
+
+# Let the running round finish; fail on any fio error or fewer than MIN
+# rounds. FIO_ROUNDS: how many ran.
+fio_rounds_stop() { # name pid [min]
+	local name=$1 pid=$2
+	touch "$TMPDIR/$name.stop"
+	wait_until 120 "fio ($name) to finish" sh -c "! kill -0 $pid 2>/dev/null"
+	wait "$pid" 2>/dev/null || true
+	[ ! -s "$TMPDIR/$name.errors" ] || fail "fio ($name): $(cat "$TMPDIR/$name.errors")"
+	FIO_ROUNDS=$(cat "$TMPDIR/$name.rounds")
+	[ "$FIO_ROUNDS" -ge "${3:-1}" ] || fail "fio ($name): only $FIO_ROUNDS rounds ran"
+	log "fio ($name): $FIO_ROUNDS verified rounds, no error; last: $(grep -m1 'write:' "$TMPDIR/$name.$FIO_ROUNDS" | sed 's/^ *//')"
+}
+
 # The filesystem round trip every attach test does: mkfs.ext4, mount, write
 # MB of random data, unmount (so the read back comes from the device, not
 # the page cache), mount again, compare checksums, unmount, e2fsck -fn.

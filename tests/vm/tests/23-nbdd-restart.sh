@@ -51,27 +51,8 @@ cp "$TMPDIR/before" "$MNT/before"
 sync
 SUM=$(sha256sum <"$TMPDIR/before")
 
-# Back-to-back 5 s rounds of random writes, each verified as it goes
-# (verify_backlog) and at its end, until the stop file appears. Every
-# round's result is kept; any error is a failure.
-fio_rounds() {
-	local n=0
-	while [ ! -e "$TMPDIR/stop" ]; do
-		n=$((n + 1))
-		fio --name=crash --directory="$MNT" --ioengine=libaio --direct=1 \
-			--rw=randwrite --bs=4k --iodepth=8 --numjobs=2 --size=24M \
-			--time_based --runtime=5 --verify=crc32c --verify_backlog=64 \
-			--verify_fatal=1 --do_verify=1 --group_reporting \
-			--output="$TMPDIR/fio.$n" >/dev/null 2>&1 ||
-			echo "round $n: fio exited with $?" >>"$TMPDIR/fio.errors"
-		grep -q 'err= 0' "$TMPDIR/fio.$n" ||
-			echo "round $n: $(cat "$TMPDIR/fio.$n")" >>"$TMPDIR/fio.errors"
-	done
-	echo "$n" >"$TMPDIR/fio.rounds"
-}
-fio_rounds &
-FIO=$!
-on_exit sh -c "touch $TMPDIR/stop; kill $FIO 2>/dev/null || true"
+fio_rounds_start "$MNT" crash
+FIO=$FIO_PID
 sleep 3
 
 for ((i = 1; i <= KILLS; i++)); do
@@ -99,14 +80,7 @@ wait_until 60 "$DEV taken over after SIGTERM" \
 log "SIGTERM and a new nbdd: taken over"
 sleep 3
 
-# The current round is the last one.
-touch "$TMPDIR/stop"
-wait_until 120 "fio to finish" sh -c "! kill -0 $FIO 2>/dev/null"
-wait $FIO || true
-[ ! -s "$TMPDIR/fio.errors" ] || fail "fio: $(cat "$TMPDIR/fio.errors")"
-rounds=$(cat "$TMPDIR/fio.rounds")
-[ "$rounds" -ge 3 ] || fail "only $rounds fio rounds ran"
-log "fio: $rounds verified rounds, no error; last: $(grep -m1 'write:' "$TMPDIR/fio.$rounds" | sed 's/^ *//')"
+fio_rounds_stop crash $FIO 3
 
 umount "$MNT"
 blockdev --flushbufs "$DEV"
