@@ -6,8 +6,8 @@
 # can_*, read-only, the block status map); the request flags reach the
 # remote (nbdkit's log filter shows FUA, NO_HOLE, FAST_ZERO, cache,
 # flush); data written with qemu-img, nbdcopy, nbdsh and fio (crc32c
-# verify) is what the remote holds; multi-conn opens 4 connections, its
-# absence 1; TLS (PSK) through an nbds+unix URI; a remote killed while
+# verify) is what the remote holds; 8 requests are in flight at once on
+# one remote connection; multi-conn opens 4 connections, its absence 1; TLS (PSK) through an nbds+unix URI; a remote killed while
 # 64 reads are in flight fails them with EIO at once and nbdd lives on;
 # bad specs stop the start with a message naming the URI and libnbd's
 # reason. A request the remote fails fails alone, with the remote's errno.
@@ -62,6 +62,7 @@ start_kit single --filter=log --filter=multi-conn memory 16M \
 	logfile="$T/single.log" multi-conn-mode=disable
 start_kit ro -r sparse-random 32M seed=7
 start_kit sparse sparse-random 32M seed=11 percent=30 runlength=262144
+start_kit slow --filter=delay memory 16M delay-read=500ms
 start_kit victim memory 16M
 truncate -s 16M "$T/again.img"
 start_kit again file "$T/again.img"
@@ -115,6 +116,7 @@ serve --plugin-dir "$PLUGINS" \
 	--export single="nbd:uri=$(kit_uri single)" \
 	--export ro="nbd:uri=$(kit_uri ro)" \
 	--export sparse="nbd:uri=$(kit_uri sparse)" \
+	--export slow="nbd:uri=$(kit_uri slow),connections=1" \
 	--export victim="nbd:uri=$(kit_uri victim)" \
 	--export again="nbd:uri=$(kit_uri again)" \
 	--export err="nbd:uri=$(kit_uri err)" \
@@ -257,6 +259,27 @@ r, w = j["read"]["total_ios"], j["write"]["total_ios"]
 assert r > 1000 and w > 1000, (r, w)
 print("fio: %d reads, %d writes verified" % (r, w))
 EOF
+
+# ---- requests share one libnbd connection in flight: 8 reads that
+# take the remote 0.5 s each finish together, not one after another
+cat >"$T/slow.py" <<'EOF'
+import time
+import nbd
+from nbdcheck import connect
+
+h = connect("slow")
+bufs = [nbd.Buffer(4096) for _ in range(8)]
+start = time.monotonic()
+cookies = [h.aio_pread(b, 4096 * i) for i, b in enumerate(bufs)]
+while h.aio_in_flight() > 0:
+    h.poll(-1)
+took = time.monotonic() - start
+for c in cookies:
+    h.aio_command_completed(c)
+assert took < 2.5, "8 reads of 0.5 s each took %.2f s: serialised" % took
+print("8 delayed reads on one remote connection took %.2f s" % took)
+EOF
+pyrun "$T/slow.py"
 
 # ---- TLS (PSK) to a remote that requires it
 cat >"$T/tls.py" <<'EOF'
