@@ -24,7 +24,19 @@ size_mb=1024
 ws=128M # the working set each fio run covers, prefilled once
 
 need_kernel_nbd
-need fio nbd-client python3
+need fio nbd-client python3 jq
+
+# nbdd's memory: the daemon and its mapping processes, as PSS (their
+# shared libraries counted once between them, not once each).
+nbdd_pss() {
+	local pid kb=0 v
+	for pid in "$NBDD_PID" $(pgrep -P "$NBDD_PID"); do
+		v=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null) || continue
+		kb=$((kb + ${v:-0}))
+	done
+	echo "$kb"
+}
+
 
 want() { [[ ",$devices," == *",$1,"* ]]; }
 # Print a command so it can be repeated, then run it.
@@ -70,9 +82,10 @@ if want nbdd; then
 	log "\$ $NBDD_BIN --control $NBDD_CONTROL"
 	log "\$ $NBDCTL_BIN --control $NBDD_CONTROL attach memory:size=${size_mb}M"
 	nbdd_attach "memory:size=${size_mb}M"
-	DEV[nbdd]=$NBD_DEV PID[nbdd]=$NBDD_PID
+	# The mapping's own process serves it (and spends the CPU).
+	DEV[nbdd]=$NBD_DEV PID[nbdd]=$(nbdctl --json status "$NBD_DEV" | jq -r .mapping.pid)
 	used_devs+=("$NBD_DEV")
-	echo "BENCH-JSON $(json env nbdd_rss_1_mapping_kb="$(awk '/^VmRSS/ {print $2}' /proc/$NBDD_PID/status)")"
+	echo "BENCH-JSON $(json env nbdd_rss_1_mapping_kb="$(nbdd_pss)")"
 	conns=$(nbdctl list | awk -v d="$NBD_DEV" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "CONNS") c = i }
 		$1 == d && c { print $c }')
 	[[ $conns =~ ^[0-9]+$ ]] || conns=1
@@ -181,7 +194,7 @@ done
 if want nbdd && [ "$mappings" -gt 0 ]; then
 	nbdd_detach "${DEV[nbdd]}"
 	sleep 1
-	rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$NBDD_PID/status")
+	rss0=$(nbdd_pss)
 	log "nbdd RSS with no mapping: $rss0 KiB; attaching $mappings × memory:size=64M"
 	attached=()
 	t0=$SECONDS
@@ -192,9 +205,9 @@ if want nbdd && [ "$mappings" -gt 0 ]; then
 	done
 	for dev in "${attached[@]}"; do wait_for_dev "$dev" 60; done
 	sleep 1
-	rss=$(awk '/^VmRSS/ {print $2}' "/proc/$NBDD_PID/status")
-	thr=$(awk '/^Threads/ {print $2}' "/proc/$NBDD_PID/status")
-	log "nbdd RSS with ${#attached[@]} mappings: $rss KiB, $thr threads ($((SECONDS - t0)) s to attach)"
+	rss=$(nbdd_pss)
+	thr=$(( $(ls -d /proc/"$NBDD_PID"/task/* | wc -l) + $(for p in $(pgrep -P "$NBDD_PID"); do ls -d /proc/"$p"/task/*; done | wc -l) ))
+	log "nbdd PSS (daemon + mapping processes) with ${#attached[@]} mappings: $rss KiB, $thr threads ($((SECONDS - t0)) s to attach)"
 	echo "BENCH-JSON $(json env kind=mappings mappings="${#attached[@]}" rss_kb="$rss" \
 		rss_none_kb="$rss0" threads="$thr" attach_seconds=$((SECONDS - t0)))"
 	for dev in "${attached[@]}"; do

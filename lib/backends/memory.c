@@ -5,8 +5,11 @@
  * Data lives in 64 KiB chunks, allocated on the first write and found
  * through a radix tree: a top array indexed by the offset's high bits
  * (reserved address space, so only the pages touched cost memory), then
- * three levels of 512-slot nodes allocated on demand. A leaf node covers
- * 32 MiB for 4 KiB, so the table costs ~0.01% of what was written.
+ * two levels of 512-slot nodes and 32-slot leaves, allocated on demand.
+ * Leaves are small because scattered writes touch one each: 4k writes
+ * spread over a TiB cost a 256-byte leaf per 2 MiB (~5% of the data),
+ * where 512-slot leaves cost a 4 KiB one per 32 MiB (12.5%). Sequential
+ * data costs a leaf per 2 MiB (0.01%).
  *
  * Chunks come from large anonymous mappings. A fresh chunk is already
  * zero, and one given back is zeroed by madvise(MADV_DONTNEED), which
@@ -39,8 +42,10 @@
 #define CHUNK_SIZE ((size_t)1 << CHUNK_SHIFT)
 #define NODE_SHIFT 9
 #define NODE_SLOTS (1u << NODE_SHIFT)
-/* Chunk-index bits below the top array: three levels of nodes. */
-#define TREE_SHIFT (3 * NODE_SHIFT)
+#define LEAF_SHIFT 5
+#define LEAF_SLOTS (1u << LEAF_SHIFT)
+/* Chunk-index bits below the top array: two levels of nodes, leaves. */
+#define TREE_SHIFT (2 * NODE_SHIFT + LEAF_SHIFT)
 #define MAX_SIZE ((uint64_t)1 << 63)
 #define TOP_SLOTS ((size_t)(MAX_SIZE >> (CHUNK_SHIFT + TREE_SHIFT)))
 #define NSTRIPES 1024u
@@ -50,6 +55,11 @@ typedef _Atomic(void *) slot_t;
 
 struct node {
 	slot_t slot[NODE_SLOTS];
+};
+
+/* Slots of chunk pointers (nodes' slots point to nodes, then leaves). */
+struct leaf {
+	slot_t slot[LEAF_SLOTS];
 };
 
 struct stripe {
@@ -188,10 +198,13 @@ static struct stripe *stripe(struct mem *m, uint64_t ci)
 	return &m->stripes[ci & (NSTRIPES - 1)];
 }
 
-/* Install a node in the empty *@p, or return the one a racer installed. */
-static struct node *node_install(slot_t *p)
+/*
+ * Install a node or leaf of @size bytes in the empty *@p, or return the
+ * one a racer installed.
+ */
+static void *node_install(slot_t *p, size_t size)
 {
-	struct node *n = calloc(1, sizeof(*n));
+	void *n = calloc(1, size);
 	void *seen = NULL;
 
 	if (!n)
@@ -204,18 +217,29 @@ static struct node *node_install(slot_t *p)
 	return n;
 }
 
+/* Index bits of each level below the top array, and its node's size. */
+static const struct level {
+	int shift;
+	uint64_t mask;
+	size_t size;
+} levels[] = {
+	{ LEAF_SHIFT + NODE_SHIFT, NODE_SLOTS - 1, sizeof(struct node) },
+	{ LEAF_SHIFT, NODE_SLOTS - 1, sizeof(struct node) },
+	{ 0, LEAF_SLOTS - 1, sizeof(struct leaf) },
+};
+
 /* The leaf slot of chunk @ci; NULL if a node on the way is missing. */
 static slot_t *walk(struct mem *m, uint64_t ci, bool create)
 {
 	slot_t *p = &m->top[ci >> TREE_SHIFT];
-	struct node *n;
-	int shift;
+	slot_t *n;
+	size_t i;
 
-	for (shift = 2 * NODE_SHIFT; shift >= 0; shift -= NODE_SHIFT) {
+	for (i = 0; i < ARRAY_SIZE(levels); i++) {
 		n = atomic_load_explicit(p, memory_order_acquire);
-		if (!n && (!create || !(n = node_install(p))))
+		if (!n && (!create || !(n = node_install(p, levels[i].size))))
 			return NULL;
-		p = &n->slot[(ci >> shift) & (NODE_SLOTS - 1)];
+		p = &n[(ci >> levels[i].shift) & levels[i].mask];
 	}
 	return p;
 }
@@ -227,14 +251,16 @@ static slot_t *walk(struct mem *m, uint64_t ci, bool create)
 static uint64_t next_present(struct mem *m, uint64_t ci)
 {
 	slot_t *p = &m->top[ci >> TREE_SHIFT];
-	struct node *n;
-	int shift;
+	int shift = TREE_SHIFT;
+	slot_t *n;
+	size_t i;
 
-	for (shift = TREE_SHIFT; shift > 0; shift -= NODE_SHIFT) {
+	for (i = 0; i < ARRAY_SIZE(levels); i++) {
 		n = atomic_load_explicit(p, memory_order_acquire);
 		if (!n)
 			return ((ci >> shift) + 1) << shift;
-		p = &n->slot[(ci >> (shift - NODE_SHIFT)) & (NODE_SLOTS - 1)];
+		shift = levels[i].shift;
+		p = &n[(ci >> shift) & levels[i].mask];
 	}
 	return ci;
 }
@@ -517,6 +543,7 @@ static int mem_cache(void *h, uint64_t count, uint64_t offset, uint32_t flags)
 
 /* ---- lifecycle ---- */
 
+/* @level 2: a node of nodes, 1: a node of leaves, 0: a leaf. */
 static void free_subtree(struct node *n, int level)
 {
 	unsigned i;
