@@ -256,6 +256,9 @@ static int fill(struct conn *c, size_t need)
 {
 	ssize_t n;
 
+	/* All consumed: the next recv gets the whole buffer, not its tail. */
+	if (c->rpos == c->rlen)
+		c->rpos = c->rlen = 0;
 	while (c->rlen - c->rpos < need) {
 		if (c->rpos + need > RBUF_SIZE) {
 			memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
