@@ -60,7 +60,13 @@ mbr[510:512] = b'\x55\xaa'
 with open(sys.argv[1], 'r+b') as f:
     f.write(mbr)
 PY
-blockdev --rereadpt /dev/nbd3
+# Closing the written device makes udev (its inotify watch) rescan the
+# partitions itself, holding the device meanwhile: let it finish, and
+# ask the kernel only if it did not.
+udevadm settle --timeout=30
+if [ ! -e /sys/block/nbd3/nbd3p1 ]; then
+	wait_until 10 "the partition table re-read" blockdev --rereadpt /dev/nbd3
+fi
 udevadm settle --timeout=30
 wait_until 10 by-nbd/data-part1 test -L /dev/disk/by-nbd/data-part1
 mkfs.ext4 -q /dev/disk/by-nbd/data-part1
