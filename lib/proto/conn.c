@@ -52,7 +52,8 @@ struct conn {
 	struct tls_session *tls; /* NULL: plain socket */
 	enum conn_mode mode;
 	struct nbdd_export *e;
-	struct nbd_xmit_params xp;
+	struct nbd_xmit_params xp; /* .size: the reader's, per request */
+	uint64_t negotiated_size;  /* what a network client was told */
 	size_t hdr_size;
 	bool inline_exec;
 
@@ -493,10 +494,28 @@ static int refuse(struct conn *c, const struct nbd_request *r, uint64_t plen,
 	return ret;
 }
 
+/*
+ * The size requests are checked against. A resize reaches the kernel
+ * with the export's new size, so its connections follow the export; a
+ * network client was told a size and keeps it, but never past the end a
+ * shrink left.
+ */
+static uint64_t current_size(struct conn *c)
+{
+	uint64_t now = nbdd_export_size(c->e);
+
+	if (c->mode == CONN_KERNEL)
+		return now;
+	return MIN(now, c->negotiated_size);
+}
+
 static int serve_one(struct conn *c, const struct nbd_request *r)
 {
 	uint64_t plen = nbd_request_payload_len(r, c->xp.extended);
-	uint32_t err = nbd_check_request(&c->xp, r);
+	uint32_t err;
+
+	c->xp.size = current_size(c);
+	err = nbd_check_request(&c->xp, r);
 
 	/*
 	 * A 64-bit payload length beyond our limit cannot be drained in any
@@ -578,8 +597,9 @@ struct conn *conn_new(int fd, enum conn_mode mode, const struct negotiated *neg)
 	c->tls = neg->tls;
 	c->mode = mode;
 	c->e = e;
+	c->negotiated_size = nbdd_export_size(e);
 	c->xp = (struct nbd_xmit_params){
-		.size = nbdd_export_size(e),
+		.size = c->negotiated_size,
 		.eflags = export_eflags(e),
 		.min_block = neg->min_block ? neg->min_block : 1,
 		.max_payload = MIN(e->bs.maximum ? e->bs.maximum

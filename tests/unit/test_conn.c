@@ -97,6 +97,15 @@ static int d_extents(void *h, uint64_t count, uint64_t off, uint32_t f,
 	return 0;
 }
 
+/* Within the buffer start() allocates: twice DISK_SIZE. */
+static int d_resize(void *h, uint64_t size)
+{
+	if (size > 2 * DISK_SIZE)
+		return -ENOSPC;
+	the_disk.size = size;
+	return 0;
+}
+
 static struct nbdd_backend disk_backend = {
 	NBDD_BACKEND_HEADER,
 	.name = "testdisk",
@@ -107,6 +116,7 @@ static struct nbdd_backend disk_backend = {
 	.pwrite = d_pwrite,
 	.flush = d_flush,
 	.extents = d_extents,
+	.resize = d_resize,
 };
 
 /* ---- the server side: conn_run on a thread ---- */
@@ -114,6 +124,7 @@ static struct nbdd_backend disk_backend = {
 struct server {
 	pthread_t thread;
 	struct conn *conn;
+	struct nbdd_export *e;
 	int client_fd;
 	int result;
 };
@@ -134,7 +145,7 @@ static void start(struct server *s, bool inline_backend, enum conn_mode mode,
 
 	memset(&the_disk, 0, sizeof(the_disk));
 	the_disk.size = DISK_SIZE;
-	the_disk.data = calloc(1, DISK_SIZE);
+	the_disk.data = calloc(1, 2 * DISK_SIZE);
 	the_disk.hole_from = DISK_SIZE;
 	disk_backend.flags = inline_backend ? NBDD_BACKEND_INLINE : 0;
 	assert_int_equal(nbdd_export_new(&disk_backend, NULL, 0, NULL,
@@ -145,6 +156,7 @@ static void start(struct server *s, bool inline_backend, enum conn_mode mode,
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	s->client_fd = sv[0];
 	s->conn = conn_new(sv[1], mode, &neg);
+	s->e = neg.export;
 	assert_non_null(s->conn);
 	assert_int_equal(pthread_create(&s->thread, NULL, serve, s), 0);
 }
@@ -344,6 +356,50 @@ static void test_invalid_write_keeps_sync(void **state)
 	assert_memory_equal(in, out, sizeof(in)); /* nothing was written */
 	assert_int_equal(the_disk.writes, 0);
 	assert_int_equal(stop(&s), 0);
+}
+
+static uint32_t read_at(int fd, uint64_t cookie, uint64_t off)
+{
+	uint8_t in[4096];
+	uint64_t got;
+	uint32_t err;
+
+	send_req(fd, false, NBD_CMD_READ, 0, cookie, off, sizeof(in), NULL);
+	err = recv_simple(fd, &got);
+	assert_int_equal(got, cookie);
+	if (err == 0)
+		recv_all(fd, in, sizeof(in));
+	return err;
+}
+
+/*
+ * A resize reaches the kernel, so its connections follow the export's
+ * size both ways; a network client keeps the size it was told, but
+ * never past the end a shrink left.
+ */
+static void size_follows(enum conn_mode mode)
+{
+	struct server s;
+
+	start(&s, true, mode, false, false);
+	assert_int_equal(nbdd_export_resize(s.e, DISK_SIZE / 2), 0);
+	assert_int_equal(read_at(s.client_fd, 1, DISK_SIZE / 2), NBD_EINVAL);
+	assert_int_equal(read_at(s.client_fd, 2, DISK_SIZE / 2 - 4096), 0);
+	assert_int_equal(nbdd_export_resize(s.e, 2 * DISK_SIZE), 0);
+	assert_int_equal(read_at(s.client_fd, 3, DISK_SIZE - 4096), 0);
+	assert_int_equal(read_at(s.client_fd, 4, DISK_SIZE),
+			 mode == CONN_KERNEL ? 0 : NBD_EINVAL);
+	assert_int_equal(stop(&s), 0);
+}
+
+static void test_kernel_size_follows_resize(void **state)
+{
+	size_follows(CONN_KERNEL);
+}
+
+static void test_network_size_stays_negotiated(void **state)
+{
+	size_follows(CONN_NETWORK);
 }
 
 /* A write above the payload limit: refused, drained, connection lives. */
@@ -620,6 +676,8 @@ int main(void)
 		cmocka_unit_test(test_pipelined_inline),
 		cmocka_unit_test(test_pipelined_workers),
 		cmocka_unit_test(test_invalid_write_keeps_sync),
+		cmocka_unit_test(test_kernel_size_follows_resize),
+		cmocka_unit_test(test_network_size_stays_negotiated),
 		cmocka_unit_test(test_oversized_payload),
 		cmocka_unit_test(test_bad_magic_disconnects),
 		cmocka_unit_test(test_backend_error_mapping),
