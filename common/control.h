@@ -43,6 +43,7 @@ enum ctl_cmd {
 	CTL_DETACH,
 	CTL_LIST,
 	CTL_STATUS,
+	CTL_RESIZE,
 	CTL_EXPORTS,
 	CTL_VERSION,
 	CTL_PING,
@@ -56,14 +57,16 @@ enum ctl_cmd {
 struct ctl_request {
 	enum ctl_cmd cmd;
 	const char *spec;           /* attach */
-	int index;                  /* attach, detach, status: /dev/nbdINDEX */
-	const char *name;           /* attach, detach, status */
+	int index;                  /* attach, detach, status, resize: /dev/nbdINDEX */
+	const char *name;           /* attach, detach, status, resize */
 	bool all;                   /* detach */
 	uint32_t connections;       /* attach (0: library default) */
 	bool readonly;
 	uint32_t block_size;
 	uint32_t timeout;
 	uint32_t dead_conn_timeout;
+	uint64_t size;              /* resize: the new size in bytes */
+	bool allow_shrink;          /* resize */
 	json_object *root;
 };
 

@@ -25,6 +25,8 @@ enum field {
 	F_BLOCK_SIZE = 1u << 6,
 	F_TIMEOUT = 1u << 7,
 	F_DEAD_CONN_TIMEOUT = 1u << 8,
+	F_SIZE = 1u << 9,
+	F_ALLOW_SHRINK = 1u << 10,
 };
 
 static const struct {
@@ -40,6 +42,8 @@ static const struct {
 	[CTL_DETACH] = { "detach", F_DEVICE | F_NAME | F_ALL, true },
 	[CTL_LIST] = { "list", 0, false },
 	[CTL_STATUS] = { "status", F_DEVICE | F_NAME, false },
+	[CTL_RESIZE] = { "resize", F_DEVICE | F_NAME | F_SIZE | F_ALLOW_SHRINK,
+			 true },
 	[CTL_EXPORTS] = { "exports", 0, false },
 	[CTL_VERSION] = { "version", 0, false },
 	[CTL_PING] = { "ping", 0, false },
@@ -58,6 +62,8 @@ static const struct {
 	{ "block_size", F_BLOCK_SIZE },
 	{ "timeout", F_TIMEOUT },
 	{ "dead_conn_timeout", F_DEAD_CONN_TIMEOUT },
+	{ "size", F_SIZE },
+	{ "allow_shrink", F_ALLOW_SHRINK },
 };
 
 const char *ctl_cmd_name(enum ctl_cmd cmd)
@@ -233,6 +239,25 @@ static int get_uint(struct parse *p, json_object *v, const char *key,
 	return 0;
 }
 
+/* A size in bytes: positive, and within what a file offset can say. */
+static int get_size(struct parse *p, json_object *v, const char *key,
+		    uint64_t *out)
+{
+	int64_t n;
+
+	if (!json_object_is_type(v, json_type_int))
+		return bad(p, -EINVAL, "'%s' must be an integer", key);
+	errno = 0;
+	n = json_object_get_int64(v);
+	/* Beyond int64, json-c keeps it as a uint64 and clamps int64 reads. */
+	if (n <= 0 || errno == ERANGE ||
+	    json_object_get_uint64(v) > (uint64_t)INT64_MAX)
+		return bad(p, -EINVAL, "'%s' must be from 1 to %lld bytes",
+			   key, (long long)INT64_MAX);
+	*out = (uint64_t)n;
+	return 0;
+}
+
 static int get_bool(struct parse *p, json_object *v, const char *key,
 		    bool *out)
 {
@@ -292,6 +317,10 @@ static int parse_field(struct parse *p, enum field f, const char *key,
 		return get_uint(p, v, key, INT32_MAX, &r->timeout);
 	case F_DEAD_CONN_TIMEOUT:
 		return get_uint(p, v, key, INT32_MAX, &r->dead_conn_timeout);
+	case F_SIZE:
+		return get_size(p, v, key, &r->size);
+	case F_ALLOW_SHRINK:
+		return get_bool(p, v, key, &r->allow_shrink);
 	}
 	return bad(p, -EINVAL, "unknown field '%s'", key);
 }
@@ -346,6 +375,13 @@ static int check_request(struct parse *p, const struct ctl_request *r,
 		if (targets != 1)
 			return bad(p, -EINVAL,
 				   "give exactly one of 'device' or 'name'");
+		break;
+	case CTL_RESIZE:
+		if (targets != 1)
+			return bad(p, -EINVAL,
+				   "give exactly one of 'device' or 'name'");
+		if (!(seen & F_SIZE))
+			return bad(p, -EINVAL, "'size' is missing");
 		break;
 	default:
 		break;
@@ -496,6 +532,16 @@ static int encode_target(json_object *o, const struct ctl_request *r)
 	return add_device(o, r->index);
 }
 
+static int encode_resize(json_object *o, const struct ctl_request *r)
+{
+	int err = encode_target(o, r);
+
+	err |= add(o, "size", json_object_new_int64((int64_t)r->size));
+	if (r->allow_shrink)
+		err |= add(o, "allow_shrink", json_object_new_boolean(true));
+	return err ? -ENOMEM : 0;
+}
+
 json_object *ctl_request_encode(const struct ctl_request *r)
 {
 	json_object *o = json_object_new_object();
@@ -508,6 +554,8 @@ json_object *ctl_request_encode(const struct ctl_request *r)
 		err = encode_attach(o, r);
 	else if (!err && (r->cmd == CTL_DETACH || r->cmd == CTL_STATUS))
 		err = encode_target(o, r);
+	else if (!err && r->cmd == CTL_RESIZE)
+		err = encode_resize(o, r);
 	if (err)
 		goto fail;
 	return o;

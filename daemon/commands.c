@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * One validated, permitted request -> its reply. Reading commands answer
- * at once on the loop thread; attach and detach answer later (NULL here)
- * through the worker.
+ * at once on the loop thread; attach, detach and resize answer later
+ * (NULL here) through the worker.
  */
 #include <errno.h>
 
@@ -32,6 +32,8 @@ json_object *command_run(const struct ctl_request *req, uint64_t client_id)
 		return mappings_list();
 	case CTL_STATUS:
 		return mappings_status(req);
+	case CTL_RESIZE:
+		return mappings_resize(req, client_id);
 	case CTL_EXPORTS:
 		return exports_list();
 	case CTL_VERSION:

@@ -150,6 +150,8 @@ json_object *mappings_detach(const struct ctl_request *req,
 			     uint64_t client_id);
 json_object *mappings_list(void);
 json_object *mappings_status(const struct ctl_request *req);
+json_object *mappings_resize(const struct ctl_request *req,
+			     uint64_t client_id);
 /*
  * Shutdown: detach everything, or with @handover leave the devices a
  * successor can take over to it (state file kept); 0 or the first error.
@@ -209,6 +211,12 @@ int mapproc_start(const struct mapproc_setup *s, struct mapproc *p,
 json_object *mapproc_stats(struct mapproc *p);
 /* Flush, disconnect, wait for the exit: blocks (worker thread). */
 int mapproc_detach(struct mapproc *p, char *msg, size_t len);
+/*
+ * Resize the backend and its device (a smaller @size only with
+ * @allow_shrink); *now is the size it ended with.
+ */
+int mapproc_resize(const struct mapproc *p, uint64_t size,
+		   bool allow_shrink, uint64_t *now, char *msg, size_t len);
 /* SIGTERM: it leaves the device to a successor; wait for the exit. */
 void mapproc_hand_over(struct mapproc *p);
 /* It ended (its socket closed): collect it; its wait status. */

@@ -8,8 +8,8 @@
  * loop thread alone: requests are checked and the table changed there,
  * and the worker runs the blocking steps (starting a process and waiting
  * for it to attach, detaching) on copies (job structs). An entry's state
- * says who may touch its process: while ATTACHING, RECOVERING or
- * DETACHING the worker owns it and the loop reports the entry without
+ * says who may touch its process: while ATTACHING, RECOVERING, RESIZING
+ * or DETACHING the worker owns it and the loop reports the entry without
  * asking it anything.
  *
  * Every change is written to the state file (state.c), so a later nbdd
@@ -44,6 +44,7 @@ enum mstate {
 	M_RECOVERING, /* the worker is giving the device a new process */
 	M_FAILED,     /* nothing serves the device; detach releases it */
 	M_DETACHING,
+	M_RESIZING,   /* the worker is asking its process to resize */
 };
 
 static const char *const state_names[] = {
@@ -52,6 +53,7 @@ static const char *const state_names[] = {
 	[M_RECOVERING] = "recovering",
 	[M_FAILED] = "failed",
 	[M_DETACHING] = "detaching",
+	[M_RESIZING] = "resizing",
 };
 
 /* A device whose server ended is checked this long for a DISCONNECT. */
@@ -178,14 +180,17 @@ static void add_uint(json_object *o, const char *key, uint64_t v)
  */
 static json_object *entry_json(const struct mapping *e, json_object *stats)
 {
-	json_object *o = json_object_new_object(), *live = NULL;
+	json_object *o = json_object_new_object(), *live = NULL, *size = NULL;
 	bool known = e->state != M_ATTACHING && e->backend[0];
 	const char *state = state_names[e->state];
 
 	if (!o)
 		return NULL;
-	if (stats)
+	if (stats) {
 		json_object_object_get_ex(stats, "live", &live);
+		/* The backend may have been resized elsewhere since. */
+		json_object_object_get_ex(stats, "size", &size);
+	}
 	if (live && (unsigned)json_object_get_int64(live) < e->conns)
 		state = "degraded";
 	add_device(o, e->index);
@@ -197,7 +202,9 @@ static json_object *entry_json(const struct mapping *e, json_object *stats)
 	json_object_object_add(o, "backend",
 			       known ? json_object_new_string(e->backend)
 				     : NULL);
-	add_uint(o, "size", known ? e->size : 0);
+	add_uint(o, "size", !known ? 0
+			    : size ? (uint64_t)json_object_get_int64(size)
+				   : e->size);
 	json_object_object_add(o, "readonly", json_object_new_boolean(
 					known ? e->readonly : e->opts.readonly));
 	add_uint(o, "connections", known ? e->conns : e->opts.connections);
@@ -235,7 +242,7 @@ static json_object *state_json(void)
 	/* Everything a successor may have to take over or release. */
 	for (e = tab.head; a && e; e = e->next)
 		if (e->state == M_CONNECTED || e->state == M_RECOVERING ||
-		    e->state == M_FAILED)
+		    e->state == M_RESIZING || e->state == M_FAILED)
 			json_object_array_add(a, entry_json(e, NULL));
 	if (o) {
 		json_object_object_add(o, "version", json_object_new_int(1));
@@ -790,6 +797,104 @@ void mappings_link_dead(int index)
 		    "(link-dead event %u)", index, e->name, e->link_dead);
 }
 
+/* ---- resize ---- */
+
+/*
+ * The worker asks; the entry keeps its process (RESIZING keeps the loop
+ * from asking it anything meanwhile, and a shutdown, which waits for the
+ * worker, finds it as it was).
+ */
+struct resize_job {
+	struct job job;
+	uint64_t client_id;
+	uint64_t mapping_id;
+	int index;
+	struct mapproc proc; /* a copy: the entry owns it */
+	uint64_t size, now;
+	bool allow_shrink;
+	int err;
+	char msg[1100];
+};
+
+static void resize_run(struct job *j)
+{
+	struct resize_job *r = (struct resize_job *)j;
+
+	r->err = mapproc_resize(&r->proc, r->size, r->allow_shrink, &r->now,
+				r->msg, sizeof(r->msg));
+}
+
+static void resize_done(struct job *j)
+{
+	struct resize_job *r = (struct resize_job *)j;
+	struct mapping *e = find_id(r->mapping_id);
+	json_object *reply;
+
+	if (e && e->state == M_RESIZING) {
+		e->state = M_CONNECTED;
+		if (r->err == 0)
+			e->size = r->now;
+		/* Gone meanwhile? The watch sees it at once and recovers. */
+		watch(e);
+	}
+	if (r->err < 0) {
+		char dev[32];
+		/* The library's messages often name the device already. */
+		bool named;
+
+		snprintf(dev, sizeof(dev), "/dev/nbd%d: ", r->index);
+		named = strncmp(r->msg, dev, strlen(dev)) == 0;
+		log_warning("resize %s%s", named ? "" : dev, r->msg);
+		reply = ctl_reply_error(r->err, "%s%s", named ? "" : dev,
+					r->msg);
+	} else {
+		reply = ctl_reply_ok();
+		if (reply)
+			json_object_object_add(reply, "size",
+					       json_object_new_uint64(r->now));
+	}
+	control_reply(r->client_id, reply);
+	free(r);
+}
+
+json_object *mappings_resize(const struct ctl_request *req,
+			     uint64_t client_id)
+{
+	json_object *err = NULL;
+	struct resize_job *r;
+	struct mapping *e;
+
+	e = resolve(req, &err);
+	if (!e)
+		return err;
+	if (!attached(e))
+		return ctl_reply_error(e->state == M_FAILED ? -EIO : -EBUSY,
+				       "/dev/nbd%d is %s: %s", e->index,
+				       state_names[e->state],
+				       e->state == M_FAILED
+					       ? "detach it first"
+					       : "try again in a moment");
+	if (e->readonly)
+		return ctl_reply_error(-EROFS, "/dev/nbd%d is read-only: a "
+				       "read-only mapping keeps its size",
+				       e->index);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return ctl_reply_error(-ENOMEM, "out of memory");
+	r->job.run = resize_run;
+	r->job.done = resize_done;
+	r->client_id = client_id;
+	r->mapping_id = e->id;
+	r->index = e->index;
+	r->proc = e->proc;
+	r->size = req->size;
+	r->allow_shrink = req->allow_shrink;
+	e->state = M_RESIZING;
+	loop_remove(&e->src);
+	worker_submit(&r->job);
+	return NULL;
+}
+
 /* ---- detach ---- */
 
 struct detach_item {
@@ -950,6 +1055,7 @@ json_object *mappings_detach(const struct ctl_request *req,
 	if (!attached(e) && e->state != M_FAILED) {
 		const char *what = e->state == M_ATTACHING    ? "attached"
 				   : e->state == M_RECOVERING ? "recovered"
+				   : e->state == M_RESIZING   ? "resized"
 							      : "detached";
 
 		if (req->name)
@@ -990,8 +1096,8 @@ const char *mappings_state_path(void)
  */
 static bool can_hand_over(const struct mapping *e)
 {
-	return attached(e) && e->opts.dead_conn_timeout > 0 &&
-	       !e->volatile_data;
+	return (attached(e) || e->state == M_RESIZING) &&
+	       e->opts.dead_conn_timeout > 0 && !e->volatile_data;
 }
 
 static bool kept_at_exit(const struct mapping *e, bool handover)

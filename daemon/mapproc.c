@@ -13,6 +13,7 @@
  *   daemon -> server: the mapping to set up (spec, options, adopt or not)
  *   server -> daemon: {"ok":true,"index":N,...} or {"ok":false,...}
  *   "stats"  -> the connections' states and counters
+ *   "resize" -> the backend and the device resized, the new size
  *   "detach" -> flush, disconnect, answer, exit
  * SIGTERM makes the server leave its device to a successor and exit; so
  * does the daemon's end of the socket closing (the daemon died).
@@ -37,6 +38,8 @@
 #define START_TIMEOUT_MS  120000
 #define QUERY_TIMEOUT_MS  2000
 #define DETACH_TIMEOUT_MS 120000
+/* Shrinking a cluster's image deletes its objects: minutes, not seconds. */
+#define RESIZE_TIMEOUT_MS 600000
 #define EXIT_TIMEOUT_MS   30000
 #define MAX_LINE          (1u << 20)
 
@@ -362,6 +365,35 @@ int mapproc_detach(struct mapproc *p, char *msg, size_t len)
 	json_object_put(ans);
 	reap(p->pid, EXIT_TIMEOUT_MS);
 	mapproc_close(p);
+	return r;
+}
+
+int mapproc_resize(const struct mapproc *p, uint64_t size,
+		   bool allow_shrink, uint64_t *now, char *msg, size_t len)
+{
+	json_object *o = json_object_new_object(), *ans = NULL;
+	int r;
+
+	add(o, "cmd", json_object_new_string("resize"));
+	add(o, "size", json_object_new_int64((int64_t)size));
+	add(o, "allow_shrink", json_object_new_boolean(allow_shrink));
+	drop_stale(p->fd);
+	r = mapproc_send(p->fd, o);
+	json_object_put(o);
+	if (r == 0)
+		r = mapproc_recv(p->fd, RESIZE_TIMEOUT_MS, &ans);
+	if (r < 0) {
+		snprintf(msg, len, "the mapping process (pid %d) %s",
+			 (int)p->pid,
+			 r == -ETIMEDOUT ? "did not resize in time"
+					 : "ended while resizing");
+	} else if (!jget_bool(ans, "ok")) {
+		r = (int)jget_int(ans, "errno", -EIO);
+		snprintf(msg, len, "%s", jget_str(ans, "error", "failed"));
+	} else {
+		*now = (uint64_t)jget_int(ans, "size", (int64_t)size);
+	}
+	json_object_put(ans);
 	return r;
 }
 

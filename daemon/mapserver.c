@@ -4,14 +4,16 @@
  * started by mapproc.c with its control socket as fd 3).
  *
  * It opens the backend, attaches it to a device (or takes over the one
- * named, after a crash), answers the daemon's questions and serves until
- * one of:
+ * named, after a crash), answers the daemon's questions ("stats",
+ * "resize") and serves until one of:
  *   "detach"            flush, disconnect the device, answer, exit 0;
  *   SIGTERM, or the daemon's end of fd 3 closing (the daemon died):
  *                       stop serving and leave the device to a successor
  *                       (requests already read are answered first);
  *   every connection ended (the kernel dropped them): exit 3, and the
  *                       daemon decides what follows.
+ * A backend whose size can change elsewhere (NBDD_BACKEND_SIZE_CHANGES)
+ * is asked for it every SIZE_POLL_MS, and the device follows.
  * The serving threads belong to the library; this thread only waits.
  */
 #include <errno.h>
@@ -31,6 +33,8 @@
 /* RECONFIGURE refuses while the predecessor's sockets live: let it go. */
 #define ADOPT_TRIES 50
 #define ADOPT_WAIT_US (100 * 1000)
+/* How often a backend whose size can change elsewhere is asked for it. */
+#define SIZE_POLL_MS 2000
 
 static json_object *jobj(void)
 {
@@ -213,8 +217,44 @@ static void answer_stats(struct nbdd_mapping *m)
 	add(t, "ops", ops_json(total));
 	add(ans, "ok", json_object_new_boolean(true));
 	add(ans, "live", json_object_new_uint64(nbdd_mapping_live(m)));
+	add(ans, "size", json_object_new_uint64(
+				 nbdd_export_size(nbdd_mapping_export(m))));
 	add(ans, "connection_stats", a);
 	add(ans, "totals", t);
+	mapproc_send(CTL_FD, ans);
+	json_object_put(ans);
+}
+
+static void answer_resize(struct nbdd_mapping *m, uint64_t size,
+			  bool allow_shrink)
+{
+	struct nbdd_export *x = nbdd_mapping_export(m);
+	json_object *ans;
+	uint64_t cur;
+	int r;
+
+	/* Compare with the size now, not as it was when attached. */
+	nbdd_mapping_sync_size(m);
+	cur = nbdd_export_size(x);
+	if (size < cur && !allow_shrink) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg),
+			 "it has %llu bytes: shrinking it to %llu cuts off "
+			 "data (and a filesystem on it); say --allow-shrink "
+			 "if that is meant",
+			 (unsigned long long)cur, (unsigned long long)size);
+		answer_error(-EINVAL, msg);
+		return;
+	}
+	r = nbdd_mapping_resize(m, size);
+	if (r < 0) {
+		answer_error(r, lib_error(r));
+		return;
+	}
+	ans = jobj();
+	add(ans, "ok", json_object_new_boolean(true));
+	add(ans, "size", json_object_new_int64((int64_t)nbdd_export_size(x)));
 	mapproc_send(CTL_FD, ans);
 	json_object_put(ans);
 }
@@ -231,6 +271,11 @@ static int on_request(struct nbdd_mapping *m)
 	cmd = jstr(req, "cmd");
 	if (cmd && !strcmp(cmd, "stats")) {
 		answer_stats(m);
+		r = 0;
+	} else if (cmd && !strcmp(cmd, "resize")) {
+		answer_resize(m, (uint64_t)jint(req, "size"),
+			      json_object_get_boolean(json_object_object_get(
+				      req, "allow_shrink")));
 		r = 0;
 	} else if (cmd && !strcmp(cmd, "detach")) {
 		r = nbdd_detach(m);
@@ -255,6 +300,7 @@ static int on_request(struct nbdd_mapping *m)
 int mapserver_main(int argc, char **argv)
 {
 	struct nbdd_mapping *m;
+	bool follow_size = true;
 	json_object *req;
 	sigset_t set;
 	int sfd, r;
@@ -280,13 +326,21 @@ int mapserver_main(int argc, char **argv)
 	if (!m)
 		return 1;
 	for (;;) {
+		int timeout = follow_size ? SIZE_POLL_MS : -1;
 		struct pollfd p[3] = {
 			{ .fd = CTL_FD, .events = POLLIN },
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = nbdd_mapping_fd(m), .events = POLLIN },
 		};
 
-		if (poll(p, 3, -1) < 0)
+		r = poll(p, 3, timeout);
+		if (r == 0) {
+			/* Resized elsewhere (another host, the cluster's CLI)? */
+			if (nbdd_mapping_sync_size(m) == -ENOTSUP)
+				follow_size = false;
+			continue;
+		}
+		if (r < 0)
 			continue;
 		if (p[2].revents) {
 			uint64_t n;

@@ -613,6 +613,24 @@ NBDD_EXPORT bool nbdd_export_volatile(const struct nbdd_export *e)
 	return e->b.flags & NBDD_BACKEND_VOLATILE;
 }
 
+NBDD_EXPORT int nbdd_export_refresh_size(struct nbdd_export *e)
+{
+	uint64_t size = 0;
+	int r;
+
+	if (!(e->b.flags & NBDD_BACKEND_SIZE_CHANGES))
+		return -ENOTSUP;
+	enter(e);
+	r = e->b.get_size(e->handle, &size);
+	leave(e);
+	if (r) {
+		const char *why = reason(e, &r);
+
+		return set_error(r, "backend %s: size: %s", e->b.name, why);
+	}
+	return atomic_exchange(&e->size, size) != size;
+}
+
 NBDD_EXPORT bool nbdd_export_readonly(const struct nbdd_export *e)
 {
 	return e->readonly;
@@ -638,8 +656,9 @@ NBDD_EXPORT int nbdd_export_resize(struct nbdd_export *e, uint64_t new_size)
 	if (e->readonly)
 		return set_error(-EPERM, "export '%s' is read-only", e->name);
 	if (!(e->caps & NBDD_CAP_RESIZE))
-		return set_error(-ENOTSUP, "backend %s cannot resize",
-				 e->b.name);
+		return set_error(-ENOTSUP, "backend %s cannot resize %s "
+				 "(a block device, or a backend without "
+				 "resize)", e->b.name, e->name);
 	if (new_size % e->bs.minimum)
 		return set_error(-EINVAL,
 				 "size %llu is not a multiple of the "

@@ -55,7 +55,8 @@ static const char *table_problem(const struct nbdd_backend *b)
 	    b->thread_model != NBDD_THREAD_PARALLEL)
 		return "its .thread_model is neither NBDD_THREAD_SERIALIZE "
 		       "nor NBDD_THREAD_PARALLEL";
-	if (b->flags & ~(NBDD_BACKEND_INLINE | NBDD_BACKEND_VOLATILE))
+	if (b->flags & ~(NBDD_BACKEND_INLINE | NBDD_BACKEND_VOLATILE |
+			 NBDD_BACKEND_SIZE_CHANGES))
 		return "its .flags has bits this ABI does not define";
 	if (!b->open || !b->get_size || !b->pread)
 		return "it lacks one of the required callbacks .open, "

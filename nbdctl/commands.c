@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nbdd/backend.h>
 #include <nbdd/nbdd.h>
 
 #include "nbdctl.h"
@@ -469,6 +470,63 @@ static void print_conn_stats(json_object *m)
 	table_free(t2);
 }
 
+/* ---- resize ---- */
+
+static int cmd_resize(struct global *g, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "allow-shrink", no_argument, NULL, 's' },
+		COMMON_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl_request r;
+	json_object *reply;
+	char human[32];
+	int c, ret;
+
+	ctl_request_init(&r, CTL_RESIZE);
+	getopt_reset();
+	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			r.allow_shrink = true;
+			break;
+		case 'j':
+			g->json = true;
+			break;
+		case 'h':
+			command_help("resize");
+			exit(0);
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2)
+		return usage_error("resize", "give the device (or name) and "
+				   "its new size, e.g. 'nbdctl resize "
+				   "/dev/nbd0 20G'");
+	ret = set_target("resize", &r, argv[optind]);
+	if (ret)
+		return ret;
+	if (nbdd_parse_size(argv[optind + 1], &r.size) < 0 || r.size == 0 ||
+	    r.size > INT64_MAX)
+		return usage_error("resize", "'%s' is not a size: use bytes "
+				   "or a number with K, M, G or T",
+				   argv[optind + 1]);
+	ret = call(g, &r, &reply);
+	if (ret)
+		return ret;
+	if (g->json) {
+		print_json(reply);
+	} else {
+		human_size((uint64_t)jint(reply, "size", 0), human,
+			   sizeof(human));
+		printf("%s: %s\n", argv[optind], human);
+	}
+	json_object_put(reply);
+	return 0;
+}
+
 /* ---- exports, version, ping ---- */
 
 static void print_exports(json_object *reply)
@@ -582,6 +640,8 @@ const struct command commands[] = {
 	{ "list", "", "The devices nbdd serves.", cmd_list },
 	{ "status", "/dev/nbdN|NAME",
 	  "One device in detail, with per-connection statistics.", cmd_status },
+	{ "resize", "/dev/nbdN|NAME SIZE [--allow-shrink]",
+	  "Grow (or shrink) a backend and its device together.", cmd_resize },
 	{ "exports", "", "The network exports and listeners.", cmd_exports },
 	{ "version", "", "nbdctl's and the daemon's versions.", cmd_version },
 	{ "ping", "", "Exit 0 when the daemon answers.", cmd_ping },

@@ -12,6 +12,8 @@
  * knobs bits 0-2: line cap 64 << n (bit 3 set: CTL_MAX_LINE)
  *       bits 4-7: write chunk 1 << n bytes
  */
+#include <stdint.h>
+
 #include "../fuzz.h"
 #include "../../common/control.h"
 
@@ -27,7 +29,8 @@ static void control_same(const struct ctl_request *a,
 		   a->readonly == b->readonly &&
 		   a->block_size == b->block_size &&
 		   a->timeout == b->timeout &&
-		   a->dead_conn_timeout == b->dead_conn_timeout);
+		   a->dead_conn_timeout == b->dead_conn_timeout &&
+		   a->size == b->size && a->allow_shrink == b->allow_shrink);
 	FUZZ_CHECK(!a->spec == !b->spec && (!a->spec || !strcmp(a->spec, b->spec)));
 	FUZZ_CHECK(!a->name == !b->name && (!a->name || !strcmp(a->name, b->name)));
 }
@@ -60,6 +63,9 @@ static void control_request(const char *line, size_t len)
 	FUZZ_CHECK(r.cmd != CTL_ATTACH || r.spec);
 	if (r.cmd == CTL_DETACH || r.cmd == CTL_STATUS)
 		FUZZ_CHECK((r.index >= 0) + (r.name != NULL) + r.all == 1);
+	if (r.cmd == CTL_RESIZE)
+		FUZZ_CHECK((r.index >= 0) + (r.name != NULL) == 1 && !r.all &&
+			   r.size > 0 && r.size <= INT64_MAX);
 
 	o = ctl_request_encode(&r);
 	FUZZ_CHECK(o != NULL);

@@ -60,6 +60,12 @@ enum nbdd_thread_model {
  * successor after a crash or restart; it disconnects it instead.
  */
 #define NBDD_BACKEND_VOLATILE (1u << 1)
+/*
+ * The size can change outside nbdd (another host resizes a shared
+ * image): while the backend serves a device, nbdd calls .get_size every
+ * few seconds and gives the device the size it reports.
+ */
+#define NBDD_BACKEND_SIZE_CHANGES (1u << 2)
 
 /* Capabilities (returned by .capabilities). */
 #define NBDD_CAP_WRITE      (1u << 0)  /* pwrite works (else read-only) */

@@ -175,6 +175,21 @@ unsigned nbdd_mapping_live(const struct nbdd_mapping *m);
 /* The backend identifier given to the kernel ("" if none). */
 const char *nbdd_mapping_identifier(const struct nbdd_mapping *m);
 /*
+ * Change the size of the backend and of its device together (the
+ * kernel's RECONFIGURE with SIZE_BYTES): @new_size must be a multiple of
+ * the device's block size and the backend must be able to resize
+ * (NBDD_CAP_RESIZE). Shrinking under a mounted filesystem is the
+ * caller's choice to make; nbdctl asks for --allow-shrink.
+ */
+int nbdd_mapping_resize(struct nbdd_mapping *m, uint64_t new_size);
+/*
+ * For a backend whose size can change outside nbdd
+ * (NBDD_BACKEND_SIZE_CHANGES): ask it its size and give the device that
+ * size if it differs. 1 changed, 0 unchanged, -ENOTSUP for a backend
+ * whose size never changes by itself (no need to ask again), -errno.
+ */
+int nbdd_mapping_sync_size(struct nbdd_mapping *m);
+/*
  * Let the device keep running without us: stop serving and free @m
  * without DISCONNECT. For handing devices over to a successor; the
  * kernel waits for it as long as dead_conn_timeout allows.

@@ -89,6 +89,12 @@ void nbdd_export_block_size(const struct nbdd_export *e,
 			    struct nbdd_block_size *bs);
 /* Grow or shrink through the backend's resize callback. */
 int nbdd_export_resize(struct nbdd_export *e, uint64_t new_size);
+/*
+ * Ask a backend whose size can change outside nbdd
+ * (NBDD_BACKEND_SIZE_CHANGES) for its size again: 1 when it changed,
+ * 0 when not, -ENOTSUP for a backend without that flag, else -errno.
+ */
+int nbdd_export_refresh_size(struct nbdd_export *e);
 
 /* Where NAME.conf backend definitions live (default /etc/nbdd/backends.d). */
 void nbdd_set_config_dir(const char *dir);

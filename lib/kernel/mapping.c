@@ -599,6 +599,96 @@ NBDD_EXPORT int nbdd_detach(struct nbdd_mapping *m)
 	return r;
 }
 
+/* ---- resize ---- */
+
+static int kernel_set_size(const struct nbdd_mapping *m, uint64_t size)
+{
+	struct knl_config c = {
+		.index = m->index, .size = size,
+		/* The kernel refuses a RECONFIGURE without the identifier. */
+		.identifier = m->identifier[0] ? m->identifier : NULL,
+	};
+	struct knl *k;
+	int r;
+
+	r = knl_open(&k);
+	if (r < 0)
+		return r;
+	r = knl_reconfigure(k, &c);
+	knl_close(k);
+	return r;
+}
+
+/*
+ * The kernel never sees a device bigger than its backend: growing
+ * resizes the backend first, shrinking the device first. The kernel
+ * tells udev (a change event with RESIZE=1) and whoever holds it open.
+ */
+NBDD_EXPORT int nbdd_mapping_resize(struct nbdd_mapping *m, uint64_t new_size)
+{
+	uint64_t old = nbdd_export_size(m->e);
+	uint32_t kbs = 0;
+	int r;
+
+	clear_error();
+	if (nbdd_sysfs_block_size(m->index, &kbs) < 0 || kbs == 0)
+		kbs = 512;
+	if (new_size == 0 || new_size % kbs)
+		return set_error(-EINVAL, "/dev/nbd%d: a size of %llu bytes is "
+				 "not a positive multiple of its block size "
+				 "(%u bytes)", m->index,
+				 (unsigned long long)new_size, kbs);
+	if (new_size < old) {
+		r = kernel_set_size(m, new_size);
+		if (r < 0)
+			return r;
+	}
+	r = nbdd_export_resize(m->e, new_size);
+	if (r < 0) {
+		/* Give the device back the size its backend still has. */
+		if (new_size < old && kernel_set_size(m, old) < 0)
+			log_warning("/dev/nbd%d: shrank to %llu bytes, but "
+				    "its backend did not", m->index,
+				    (unsigned long long)new_size);
+		return r;
+	}
+	new_size = nbdd_export_size(m->e);
+	if (new_size > old) {
+		r = kernel_set_size(m, new_size);
+		if (r < 0)
+			return r;
+	}
+	log_notice("%s: /dev/nbd%d resized from %llu to %llu bytes",
+		 label(m->e), m->index, (unsigned long long)old,
+		 (unsigned long long)new_size);
+	return 0;
+}
+
+NBDD_EXPORT int nbdd_mapping_sync_size(struct nbdd_mapping *m)
+{
+	uint64_t size, dev = 0;
+	uint32_t kbs = 0;
+	int r;
+
+	clear_error();
+	r = nbdd_export_refresh_size(m->e);
+	if (r < 0)
+		return r;
+	if (nbdd_sysfs_block_size(m->index, &kbs) < 0 || kbs == 0)
+		kbs = 512;
+	/* A tail short of a whole block stays out of the device. */
+	size = nbdd_export_size(m->e) / kbs * kbs;
+	if (nbdd_sysfs_size(m->index, &dev) < 0 || dev == size || size == 0)
+		return 0;
+	r = kernel_set_size(m, size);
+	if (r < 0)
+		return r;
+	log_notice("%s: the backend's size changed outside nbdd; /dev/nbd%d "
+		   "now has %llu bytes (was %llu)", label(m->e), m->index,
+		   (unsigned long long)size, (unsigned long long)dev);
+	return 1;
+}
+
 NBDD_EXPORT void nbdd_mapping_abandon(struct nbdd_mapping *m)
 {
 	if (m)

@@ -422,6 +422,8 @@ static const struct nbdd_backend rbd_backend = {
 	    "timeout=SECONDS    fail I/O Ceph cannot do in time (0: wait)\n"
 	    "connect_timeout=SECONDS  give up connecting (30)",
     .thread_model = NBDD_THREAD_PARALLEL,
+    /* Another host, or the rbd CLI, may resize the image. */
+    .flags = NBDD_BACKEND_SIZE_CHANGES,
     .open = rbd_open_handle,
     .close = rbd_close_handle,
     .get_size = rbd_get_size_cb,

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Who may do what on the control socket. The socket is 0660, owned by
 # root and the --control-group. Anyone who can connect may read (list,
-# status, exports, version); attach and detach need root (or the daemon's
+# status, exports, version); attach, detach and resize need root (or the daemon's
 # own user) or membership in the control group, checked with SO_PEERCRED
 # and SO_PEERGROUPS. A refusal is one line: "not permitted: ...", errno 1.
 . "$(dirname "$0")/daemon-lib.sh"
@@ -34,6 +34,7 @@ expect 1 "no mapping named 'x'" nobody_ctl status x
 expect 1 "not permitted: attach needs root" nobody_ctl attach memory:size=1M
 expect 1 "not permitted: detach needs root" nobody_ctl detach --all
 expect 1 "not permitted: detach" nobody_ctl detach /dev/nbd0
+expect 1 "not permitted: resize needs root" nobody_ctl resize /dev/nbd0 1G
 out=$(as_nobody --regid=65534 --clear-groups -- /usr/bin/python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])

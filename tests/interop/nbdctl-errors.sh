@@ -29,6 +29,12 @@ expect 2 "is not an nbd device" ctl detach /dev/sda
 expect 2 "neither /dev/nbdN nor a mapping name" ctl status 'bad name'
 expect 2 "unexpected argument" ctl list extra
 expect 2 "only for detach" ctl status --all
+expect 2 "its new size" ctl resize /dev/nbd0
+expect 2 "'lots' is not a size" ctl resize /dev/nbd0 lots
+expect 2 "'0' is not a size" ctl resize /dev/nbd0 0
+expect 2 "is not an nbd device" ctl resize /dev/sda 1G
+rc=0; ctl resize --all 1G >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "resize --all exited $rc, want 2"
 rc=0; ctl >/dev/null 2>&1 || rc=$?
 [ $rc -eq 2 ] || fail "nbdctl without a command exited $rc, want 2"
 rc=0; ctl attach --bogus x >/dev/null 2>&1 || rc=$?
@@ -47,6 +53,8 @@ expect 1 "/dev/nbd5 is not attached by nbdd" ctl detach /dev/nbd5
 expect 1 "no mapping named 'scratch'" ctl detach scratch
 expect 1 "no mapping named 'scratch'" ctl status scratch
 expect 1 "/dev/nbd0 is not attached by nbdd" ctl status /dev/nbd0
+expect 1 "no mapping named 'scratch'" ctl resize scratch 1G
+expect 1 "/dev/nbd2 is not attached by nbdd" ctl resize /dev/nbd2 1G
 # a relative plugin path is made absolute before it reaches the daemon
 expect 1 "$T/no-such-plugin.so" bash -c "cd '$T' && '$NBDCTL_BIN' --control '$CTL' attach ./no-such-plugin.so:x=1"
 # with no nbd driver in this kernel an attach still fails in one line

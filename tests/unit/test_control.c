@@ -194,6 +194,15 @@ static void test_parse_targets(void **state)
 	assert_int_equal(r.cmd, CTL_LIST);
 	assert_false(ctl_cmd_mutates(CTL_LIST));
 	ctl_request_clear(&r);
+	assert_int_equal(parse("{\"cmd\":\"resize\",\"device\":\"/dev/nbd2\","
+			       "\"size\":1073741824,\"allow_shrink\":true}",
+			       &r, err),
+			 0);
+	assert_int_equal(r.index, 2);
+	assert_int_equal(r.size, 1073741824);
+	assert_true(r.allow_shrink);
+	assert_true(ctl_cmd_mutates(CTL_RESIZE));
+	ctl_request_clear(&r);
 }
 
 /* Every one of these must be refused with its errno and a message. */
@@ -258,6 +267,23 @@ static void test_parse_refused(void **state)
 		{ "{\"cmd\":\"attach\",\"spec\":\"x\",\"name\":\"../x\"}", -EINVAL,
 		  "name" },
 		{ "{\"cmd\":\"detach\"}", -EINVAL, "exactly one" },
+		{ "{\"cmd\":\"resize\",\"name\":\"a\"}", -EINVAL,
+		  "'size' is missing" },
+		{ "{\"cmd\":\"resize\",\"size\":4096}", -EINVAL, "exactly one" },
+		{ "{\"cmd\":\"resize\",\"name\":\"a\",\"size\":0}", -EINVAL,
+		  "from 1" },
+		{ "{\"cmd\":\"resize\",\"name\":\"a\",\"size\":-4096}",
+		  -EINVAL, "from 1" },
+		{ "{\"cmd\":\"resize\",\"name\":\"a\",\"size\":"
+		  "18446744073709551615}",
+		  -EINVAL, "from 1" },
+		{ "{\"cmd\":\"resize\",\"name\":\"a\",\"size\":"
+		  "9223372036854775808}",
+		  -EINVAL, "from 1" },
+		{ "{\"cmd\":\"resize\",\"name\":\"a\",\"size\":\"1G\"}",
+		  -EINVAL, "integer" },
+		{ "{\"cmd\":\"resize\",\"all\":true,\"size\":4096}", -EINVAL,
+		  "unknown field 'all'" },
 		{ "{\"cmd\":\"detach\",\"all\":false}", -EINVAL, "exactly one" },
 		{ "{\"cmd\":\"detach\",\"all\":true,\"device\":\"/dev/nbd0\"}",
 		  -EINVAL, "exactly one" },
@@ -319,6 +345,8 @@ static void same(const struct ctl_request *a, const struct ctl_request *b)
 	assert_int_equal(a->block_size, b->block_size);
 	assert_int_equal(a->timeout, b->timeout);
 	assert_int_equal(a->dead_conn_timeout, b->dead_conn_timeout);
+	assert_int_equal(a->size, b->size);
+	assert_int_equal(a->allow_shrink, b->allow_shrink);
 	if (a->spec)
 		assert_string_equal(a->spec, b->spec);
 	else
@@ -332,7 +360,7 @@ static void same(const struct ctl_request *a, const struct ctl_request *b)
 /* What nbdctl encodes, the daemon parses back unchanged. */
 static void test_encode_roundtrip(void **state)
 {
-	struct ctl_request in[6], out;
+	struct ctl_request in[8], out;
 	char err[256], *line;
 	size_t len, i;
 
@@ -354,6 +382,13 @@ static void test_encode_roundtrip(void **state)
 	ctl_request_init(&in[4], CTL_STATUS);
 	in[4].index = 0;
 	ctl_request_init(&in[5], CTL_VERSION);
+	ctl_request_init(&in[6], CTL_RESIZE);
+	in[6].name = "vm";
+	in[6].size = (1ull << 62) + 4096;
+	in[6].allow_shrink = true;
+	ctl_request_init(&in[7], CTL_RESIZE);
+	in[7].index = 3;
+	in[7].size = 512;
 	for (i = 0; i < ARRAY_SIZE(in); i++) {
 		json_object *o = ctl_request_encode(&in[i]);
 

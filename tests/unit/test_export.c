@@ -32,6 +32,8 @@ static struct {
 	struct nbdd_block_size bs;
 	atomic_int inside, overlap;
 	int no_extents; /* extents returns 0 without adding anything */
+	uint64_t size;  /* what get_size says, when non-zero */
+	int size_err;   /* returned by get_size when non-zero */
 } tb;
 
 static void note(char c)
@@ -60,8 +62,8 @@ static void t_close(void *h)
 
 static int t_size(void *h, uint64_t *size)
 {
-	*size = SIZE;
-	return 0;
+	*size = tb.size ? tb.size : SIZE;
+	return tb.size_err;
 }
 
 static int t_caps(void *h, uint32_t *caps)
@@ -582,6 +584,38 @@ static void test_resize(void **state)
 	nbdd_export_unref(e);
 }
 
+/* A size that changes outside nbdd is seen only when the backend says so. */
+static void test_refresh_size(void **state)
+{
+	struct nbdd_backend b = full;
+	struct nbdd_export *e = open_with(&full, false);
+
+	tb.size = 2 * SIZE;
+	assert_int_equal(nbdd_export_refresh_size(e), -ENOTSUP);
+	assert_int_equal(nbdd_export_size(e), SIZE);
+	nbdd_export_unref(e);
+
+	tb.size = 0;
+	b.flags = NBDD_BACKEND_SIZE_CHANGES;
+	e = open_with(&b, false);
+	assert_int_equal(nbdd_export_refresh_size(e), 0);
+	tb.size = 2 * SIZE;
+	assert_int_equal(nbdd_export_refresh_size(e), 1);
+	assert_int_equal(nbdd_export_size(e), 2 * SIZE);
+	assert_int_equal(nbdd_export_refresh_size(e), 0);
+	/* A failure leaves the size as it was and says why. */
+	tb.size_err = -EIO;
+	tb.size = SIZE;
+	assert_int_equal(nbdd_export_refresh_size(e), -EIO);
+	assert_int_equal(nbdd_export_size(e), 2 * SIZE);
+	assert_non_null(strstr(nbdd_last_error(), "tb"));
+	tb.size_err = 0;
+	/* Requests are checked against the new size. */
+	assert_int_equal(nbdd_export_refresh_size(e), 1);
+	assert_int_equal(nbdd_export_size(e), SIZE);
+	nbdd_export_unref(e);
+}
+
 static void test_options(void **state)
 {
 	struct nbdd_export_options o = {.workers = 5000};
@@ -644,6 +678,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_block_size_defaults, reset),
 	    cmocka_unit_test_setup(test_last_unref_flushes_then_closes, reset),
 	    cmocka_unit_test_setup(test_resize, reset),
+	    cmocka_unit_test_setup(test_refresh_size, reset),
 	    cmocka_unit_test_setup(test_options, reset),
 	    cmocka_unit_test_setup(test_open_spec, reset),
 	};
