@@ -216,8 +216,9 @@ static json_object *entry_json(const struct mapping *e, json_object *stats)
 	json_object_object_add(o, "attached_at",
 			       json_object_new_int64(e->attached_at));
 	json_object_object_add(o, "pid",
-			       attached(e) ? json_object_new_int(e->proc.pid)
-					   : NULL);
+			       attached(e) || e->state == M_RESIZING
+				       ? json_object_new_int(e->proc.pid)
+				       : NULL);
 	add_uint(o, "recoveries", e->recoveries);
 	add_uint(o, "link_dead_events", e->link_dead);
 	json_object_object_add(o, "recovered_at",
@@ -854,6 +855,7 @@ static void resize_done(struct job *j)
 					       json_object_new_uint64(r->now));
 	}
 	control_reply(r->client_id, reply);
+	mappings_save();
 	free(r);
 }
 
@@ -1096,8 +1098,8 @@ const char *mappings_state_path(void)
  */
 static bool can_hand_over(const struct mapping *e)
 {
-	return (attached(e) || e->state == M_RESIZING) &&
-	       e->opts.dead_conn_timeout > 0 && !e->volatile_data;
+	return attached(e) && e->opts.dead_conn_timeout > 0 &&
+	       !e->volatile_data;
 }
 
 static bool kept_at_exit(const struct mapping *e, bool handover)

@@ -9,7 +9,8 @@
  * over with new sockets, as after a restart of the daemon itself.
  *
  * The two talk over a socketpair, one JSON object per line, request then
- * answer, the daemon always asking:
+ * answer, the daemon always asking (each question after the set-up has a
+ * "seq" that its answer echoes):
  *   daemon -> server: the mapping to set up (spec, options, adopt or not)
  *   server -> daemon: {"ok":true,"index":N,...} or {"ok":false,...}
  *   "stats"  -> the connections' states and counters
@@ -38,8 +39,13 @@
 #define START_TIMEOUT_MS  120000
 #define QUERY_TIMEOUT_MS  2000
 #define DETACH_TIMEOUT_MS 120000
-/* Shrinking a cluster's image deletes its objects: minutes, not seconds. */
-#define RESIZE_TIMEOUT_MS 600000
+/*
+ * The worker waits this long for a resize, no longer: recoveries of
+ * other mappings queue behind it, and the kernel waits for those only
+ * the dead-conn timeout (60 s by default). A longer one (shrinking a big
+ * cluster image deletes objects) finishes in its process unwatched.
+ */
+#define RESIZE_TIMEOUT_MS 30000
 #define EXIT_TIMEOUT_MS   30000
 #define MAX_LINE          (1u << 20)
 
@@ -325,20 +331,45 @@ static void drop_stale(int fd)
 		;
 }
 
+/*
+ * Ask @o (it gains a "seq") and wait for the answer that echoes it: an
+ * answer that comes after we stopped waiting for it (a resize that took
+ * longer than its timeout) must not pass for the next one's.
+ */
+static int ask(const struct mapproc *p, json_object *o, int timeout_ms,
+	       json_object **ans)
+{
+	static _Atomic int64_t next_seq = 1;
+	int64_t seq = next_seq++, end = now_ms() + timeout_ms;
+	int r;
+
+	add(o, "seq", json_object_new_int64(seq));
+	drop_stale(p->fd);
+	r = mapproc_send(p->fd, o);
+	json_object_put(o);
+	while (r == 0) {
+		int64_t left = end - now_ms();
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		r = mapproc_recv(p->fd, (int)left, ans);
+		if (r == 0 && jget_int(*ans, "seq", 0) == seq)
+			return 0;
+		/* The rest of a late answer drop_stale() cut: skip it too. */
+		if (r == -EBADMSG)
+			r = 0;
+		json_object_put(*ans);
+		*ans = NULL;
+	}
+	return r;
+}
+
 json_object *mapproc_stats(struct mapproc *p)
 {
-	json_object *q = json_object_new_string("stats"), *ans = NULL;
-	json_object *o = json_object_new_object();
+	json_object *o = json_object_new_object(), *ans = NULL;
 
-	add(o, "cmd", q);
-	drop_stale(p->fd);
-	if (mapproc_send(p->fd, o) < 0 ||
-	    mapproc_recv(p->fd, QUERY_TIMEOUT_MS, &ans) < 0) {
-		json_object_put(o);
-		return NULL;
-	}
-	json_object_put(o);
-	return ans;
+	add(o, "cmd", json_object_new_string("stats"));
+	return ask(p, o, QUERY_TIMEOUT_MS, &ans) < 0 ? NULL : ans;
 }
 
 int mapproc_detach(struct mapproc *p, char *msg, size_t len)
@@ -347,11 +378,7 @@ int mapproc_detach(struct mapproc *p, char *msg, size_t len)
 	int r;
 
 	add(o, "cmd", json_object_new_string("detach"));
-	drop_stale(p->fd);
-	r = mapproc_send(p->fd, o);
-	json_object_put(o);
-	if (r == 0)
-		r = mapproc_recv(p->fd, DETACH_TIMEOUT_MS, &ans);
+	r = ask(p, o, DETACH_TIMEOUT_MS, &ans);
 	if (r < 0) {
 		snprintf(msg, len, "the mapping process (pid %d) %s",
 			 (int)p->pid,
@@ -377,16 +404,16 @@ int mapproc_resize(const struct mapproc *p, uint64_t size,
 	add(o, "cmd", json_object_new_string("resize"));
 	add(o, "size", json_object_new_int64((int64_t)size));
 	add(o, "allow_shrink", json_object_new_boolean(allow_shrink));
-	drop_stale(p->fd);
-	r = mapproc_send(p->fd, o);
-	json_object_put(o);
-	if (r == 0)
-		r = mapproc_recv(p->fd, RESIZE_TIMEOUT_MS, &ans);
-	if (r < 0) {
-		snprintf(msg, len, "the mapping process (pid %d) %s",
-			 (int)p->pid,
-			 r == -ETIMEDOUT ? "did not resize in time"
-					 : "ended while resizing");
+	r = ask(p, o, RESIZE_TIMEOUT_MS, &ans);
+	if (r == -ETIMEDOUT) {
+		snprintf(msg, len, "the resize did not finish within %d s; "
+			 "the mapping process (pid %d) goes on with it: "
+			 "`nbdctl status` shows the size once it is done",
+			 RESIZE_TIMEOUT_MS / 1000, (int)p->pid);
+	} else if (r < 0) {
+		snprintf(msg, len, "the mapping process (pid %d) ended while "
+			 "resizing; the mapping recovers, then try again",
+			 (int)p->pid);
 	} else if (!jget_bool(ans, "ok")) {
 		r = (int)jget_int(ans, "errno", -EIO);
 		snprintf(msg, len, "%s", jget_str(ans, "error", "failed"));

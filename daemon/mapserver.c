@@ -36,9 +36,20 @@
 /* How often a backend whose size can change elsewhere is asked for it. */
 #define SIZE_POLL_MS 2000
 
+/* The "seq" of the question being answered (none for the set-up). */
+static int64_t asked_seq;
+
 static json_object *jobj(void)
 {
 	return json_object_new_object();
+}
+
+static void reply(json_object *ans)
+{
+	if (asked_seq)
+		json_object_object_add(ans, "seq",
+				       json_object_new_int64(asked_seq));
+	mapproc_send(CTL_FD, ans);
 }
 
 static void add(json_object *o, const char *k, json_object *v)
@@ -53,7 +64,7 @@ static void answer_error(int err, const char *msg)
 	add(o, "ok", json_object_new_boolean(false));
 	add(o, "errno", json_object_new_int(err));
 	add(o, "error", json_object_new_string(msg));
-	mapproc_send(CTL_FD, o);
+	reply(o);
 	json_object_put(o);
 }
 
@@ -162,7 +173,7 @@ static struct nbdd_mapping *set_up(json_object *req)
 	if (nbdd_sysfs_block_size(nbdd_mapping_index(m), &bs) < 0)
 		bs = o.block_size;
 	add(ans, "block_size", json_object_new_int64(bs));
-	mapproc_send(CTL_FD, ans);
+	reply(ans);
 	json_object_put(ans);
 	nbdd_export_unref(x); /* the mapping holds its own */
 	return m;
@@ -221,7 +232,7 @@ static void answer_stats(struct nbdd_mapping *m)
 				 nbdd_export_size(nbdd_mapping_export(m))));
 	add(ans, "connection_stats", a);
 	add(ans, "totals", t);
-	mapproc_send(CTL_FD, ans);
+	reply(ans);
 	json_object_put(ans);
 }
 
@@ -255,7 +266,7 @@ static void answer_resize(struct nbdd_mapping *m, uint64_t size,
 	ans = jobj();
 	add(ans, "ok", json_object_new_boolean(true));
 	add(ans, "size", json_object_new_int64((int64_t)nbdd_export_size(x)));
-	mapproc_send(CTL_FD, ans);
+	reply(ans);
 	json_object_put(ans);
 }
 
@@ -269,6 +280,7 @@ static int on_request(struct nbdd_mapping *m)
 	if (r < 0)
 		return -1;
 	cmd = jstr(req, "cmd");
+	asked_seq = jint(req, "seq");
 	if (cmd && !strcmp(cmd, "stats")) {
 		answer_stats(m);
 		r = 0;
@@ -284,7 +296,7 @@ static int on_request(struct nbdd_mapping *m)
 		} else {
 			ans = jobj();
 			add(ans, "ok", json_object_new_boolean(true));
-			mapproc_send(CTL_FD, ans);
+			reply(ans);
 			json_object_put(ans);
 		}
 		r = 1;
@@ -294,6 +306,28 @@ static int on_request(struct nbdd_mapping *m)
 	}
 	json_object_put(req);
 	return r;
+}
+
+/*
+ * Resized elsewhere (another host, the cluster's CLI)? False once the
+ * backend says its size never changes by itself. A failure is logged
+ * when it starts and when it ends, not every time.
+ */
+static bool follow_backend_size(struct nbdd_mapping *m)
+{
+	static int last;
+	int r = nbdd_mapping_sync_size(m);
+
+	if (r == -ENOTSUP)
+		return false;
+	if (r < 0 && r != last)
+		log_warning("/dev/nbd%d: cannot follow its backend's size: %s",
+			    nbdd_mapping_index(m), lib_error(r));
+	else if (r >= 0 && last < 0)
+		log_notice("/dev/nbd%d: its backend's size can be read again",
+			   nbdd_mapping_index(m));
+	last = r < 0 ? r : 0;
+	return true;
 }
 
 /* argv: nbdd --serve-mapping LOG_LEVEL mlock|no-mlock */
@@ -335,9 +369,7 @@ int mapserver_main(int argc, char **argv)
 
 		r = poll(p, 3, timeout);
 		if (r == 0) {
-			/* Resized elsewhere (another host, the cluster's CLI)? */
-			if (nbdd_mapping_sync_size(m) == -ENOTSUP)
-				follow_size = false;
+			follow_size = follow_backend_size(m);
 			continue;
 		}
 		if (r < 0)

@@ -656,9 +656,8 @@ NBDD_EXPORT int nbdd_export_resize(struct nbdd_export *e, uint64_t new_size)
 	if (e->readonly)
 		return set_error(-EPERM, "export '%s' is read-only", e->name);
 	if (!(e->caps & NBDD_CAP_RESIZE))
-		return set_error(-ENOTSUP, "backend %s cannot resize %s "
-				 "(a block device, or a backend without "
-				 "resize)", e->b.name, e->name);
+		return set_error(-ENOTSUP, "backend %s cannot resize %s",
+				 e->b.name, e->name);
 	if (new_size % e->bs.minimum)
 		return set_error(-EINVAL,
 				 "size %llu is not a multiple of the "

@@ -508,10 +508,13 @@ static int cmd_resize(struct global *g, int argc, char **argv)
 	ret = set_target("resize", &r, argv[optind]);
 	if (ret)
 		return ret;
-	if (nbdd_parse_size(argv[optind + 1], &r.size) < 0 || r.size == 0 ||
-	    r.size > INT64_MAX)
+	ret = nbdd_parse_size(argv[optind + 1], &r.size);
+	if (ret == -ERANGE || (ret == 0 && r.size > INT64_MAX))
+		return usage_error("resize", "%s is too big: a device has "
+				   "at most 2^63-1 bytes", argv[optind + 1]);
+	if (ret < 0 || r.size == 0)
 		return usage_error("resize", "'%s' is not a size: use bytes "
-				   "or a number with K, M, G or T",
+				   "or a number with K, M, G, T, P or E",
 				   argv[optind + 1]);
 	ret = call(g, &r, &reply);
 	if (ret)

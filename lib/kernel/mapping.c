@@ -427,6 +427,56 @@ NBDD_EXPORT int nbdd_attach(struct nbdd_export *e,
 	return r;
 }
 
+/* ---- the device's size ---- */
+
+static int kernel_set_size(const struct nbdd_mapping *m, uint64_t size)
+{
+	struct knl_config c = {
+		.index = m->index, .size = size,
+		/* The kernel refuses a RECONFIGURE without the identifier. */
+		.identifier = m->identifier[0] ? m->identifier : NULL,
+	};
+	struct knl *k;
+	int r;
+
+	r = knl_open(&k);
+	if (r < 0)
+		return r;
+	r = knl_reconfigure(k, &c);
+	knl_close(k);
+	return r;
+}
+
+/*
+ * The kernel never sees a device bigger than its backend: growing
+ * resizes the backend first, shrinking the device first. The kernel
+ * tells udev (a change event with RESIZE=1) and whoever holds it open.
+ */
+/*
+ * Give the device the size its backend has now, in whole blocks: after
+ * a resize elsewhere, or on taking over a device whose backend comes
+ * back another size. 1 changed, 0 already so, else -errno.
+ */
+static int follow_backend(struct nbdd_mapping *m, const char *why)
+{
+	uint64_t size, dev = 0;
+	uint32_t kbs = 0;
+	int r;
+
+	if (nbdd_sysfs_block_size(m->index, &kbs) < 0 || kbs == 0)
+		kbs = 512;
+	size = nbdd_export_size(m->e) / kbs * kbs;
+	if (nbdd_sysfs_size(m->index, &dev) < 0 || dev == size || size == 0)
+		return 0;
+	r = kernel_set_size(m, size);
+	if (r < 0)
+		return r;
+	log_notice("%s: %s; /dev/nbd%d now has %llu bytes (was %llu)",
+		   label(m->e), why, m->index, (unsigned long long)size,
+		   (unsigned long long)dev);
+	return 1;
+}
+
 /* ---- adopt ---- */
 
 /*
@@ -511,6 +561,10 @@ static int do_adopt(struct knl *k, struct nbdd_export *e, int index,
 		stop_and_free(m, 0);
 		return r;
 	}
+	/* A backend sized by its spec (null) comes back at that size. */
+	if (follow_backend(m, "its backend came back with another size") < 0)
+		log_warning("/dev/nbd%d: its size differs from its backend's: %s",
+			    index, nbdd_last_error());
 	log_info("%s: adopted /dev/nbd%d with %u connection%s",
 		 label(e), index, m->nconns,
 		 m->nconns == 1 ? "" : "s");
@@ -601,92 +655,96 @@ NBDD_EXPORT int nbdd_detach(struct nbdd_mapping *m)
 
 /* ---- resize ---- */
 
-static int kernel_set_size(const struct nbdd_mapping *m, uint64_t size)
+/* What nbdd_export_resize() would refuse, asked before the kernel moves. */
+static int check_resizable(const struct nbdd_mapping *m, uint64_t size,
+			   uint32_t kbs)
 {
-	struct knl_config c = {
-		.index = m->index, .size = size,
-		/* The kernel refuses a RECONFIGURE without the identifier. */
-		.identifier = m->identifier[0] ? m->identifier : NULL,
-	};
-	struct knl *k;
-	int r;
+	const struct nbdd_export *e = m->e;
 
-	r = knl_open(&k);
-	if (r < 0)
-		return r;
-	r = knl_reconfigure(k, &c);
-	knl_close(k);
-	return r;
+	if (size == 0 || size % kbs)
+		return set_error(-EINVAL, "/dev/nbd%d: a size of %llu bytes is "
+				 "not a positive multiple of its block size "
+				 "(%u bytes)", m->index,
+				 (unsigned long long)size, kbs);
+	if (e->readonly)
+		return set_error(-EROFS, "/dev/nbd%d is read-only: its size "
+				 "stays", m->index);
+	if (!(e->caps & NBDD_CAP_RESIZE))
+		return set_error(-ENOTSUP, "/dev/nbd%d: backend %s cannot "
+				 "resize %s", m->index, e->b.name, label(e));
+	if (size % e->bs.minimum)
+		return set_error(-EINVAL, "/dev/nbd%d: a size of %llu bytes is "
+				 "not a multiple of the backend's minimum "
+				 "block size (%u bytes)", m->index,
+				 (unsigned long long)size, e->bs.minimum);
+	return 0;
 }
 
 /*
  * The kernel never sees a device bigger than its backend: growing
- * resizes the backend first, shrinking the device first. The kernel
- * tells udev (a change event with RESIZE=1) and whoever holds it open.
+ * resizes the backend first, shrinking the device first. Both steps are
+ * decided by what each side has now, so asking again after a partial
+ * failure completes the change. The kernel tells udev (a change event
+ * with RESIZE=1) and whoever holds the device open.
  */
 NBDD_EXPORT int nbdd_mapping_resize(struct nbdd_mapping *m, uint64_t new_size)
 {
-	uint64_t old = nbdd_export_size(m->e);
+	uint64_t old = nbdd_export_size(m->e), dev = old;
 	uint32_t kbs = 0;
 	int r;
 
 	clear_error();
 	if (nbdd_sysfs_block_size(m->index, &kbs) < 0 || kbs == 0)
 		kbs = 512;
-	if (new_size == 0 || new_size % kbs)
-		return set_error(-EINVAL, "/dev/nbd%d: a size of %llu bytes is "
-				 "not a positive multiple of its block size "
-				 "(%u bytes)", m->index,
-				 (unsigned long long)new_size, kbs);
-	if (new_size < old) {
+	nbdd_sysfs_size(m->index, &dev);
+	r = check_resizable(m, new_size, kbs);
+	if (r < 0)
+		return r;
+	if (new_size < dev) {
 		r = kernel_set_size(m, new_size);
 		if (r < 0)
 			return r;
 	}
-	r = nbdd_export_resize(m->e, new_size);
+	if (new_size != old)
+		r = nbdd_export_resize(m->e, new_size);
 	if (r < 0) {
-		/* Give the device back the size its backend still has. */
-		if (new_size < old && kernel_set_size(m, old) < 0)
+		/* Give the device back what its backend still has. */
+		if (new_size < dev && kernel_set_size(m, dev) < 0)
 			log_warning("/dev/nbd%d: shrank to %llu bytes, but "
 				    "its backend did not", m->index,
 				    (unsigned long long)new_size);
 		return r;
 	}
-	new_size = nbdd_export_size(m->e);
-	if (new_size > old) {
+	/* The backend may round up; the device takes whole blocks of it. */
+	new_size = nbdd_export_size(m->e) / kbs * kbs;
+	if (new_size > dev) {
 		r = kernel_set_size(m, new_size);
-		if (r < 0)
-			return r;
+		if (r < 0) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "%s", nbdd_last_error());
+			return set_error(r, "/dev/nbd%d: the backend now has "
+					 "%llu bytes, but the kernel kept %llu: "
+					 "%s (asking again retries)", m->index,
+					 (unsigned long long)new_size,
+					 (unsigned long long)dev, why);
+		}
 	}
 	log_notice("%s: /dev/nbd%d resized from %llu to %llu bytes",
-		 label(m->e), m->index, (unsigned long long)old,
-		 (unsigned long long)new_size);
+		   label(m->e), m->index, (unsigned long long)dev,
+		   (unsigned long long)new_size);
 	return 0;
 }
 
 NBDD_EXPORT int nbdd_mapping_sync_size(struct nbdd_mapping *m)
 {
-	uint64_t size, dev = 0;
-	uint32_t kbs = 0;
 	int r;
 
 	clear_error();
 	r = nbdd_export_refresh_size(m->e);
 	if (r < 0)
 		return r;
-	if (nbdd_sysfs_block_size(m->index, &kbs) < 0 || kbs == 0)
-		kbs = 512;
-	/* A tail short of a whole block stays out of the device. */
-	size = nbdd_export_size(m->e) / kbs * kbs;
-	if (nbdd_sysfs_size(m->index, &dev) < 0 || dev == size || size == 0)
-		return 0;
-	r = kernel_set_size(m, size);
-	if (r < 0)
-		return r;
-	log_notice("%s: the backend's size changed outside nbdd; /dev/nbd%d "
-		   "now has %llu bytes (was %llu)", label(m->e), m->index,
-		   (unsigned long long)size, (unsigned long long)dev);
-	return 1;
+	return follow_backend(m, "the backend's size changed outside nbdd");
 }
 
 NBDD_EXPORT void nbdd_mapping_abandon(struct nbdd_mapping *m)

@@ -33,8 +33,9 @@ expect 2 "its new size" ctl resize /dev/nbd0
 expect 2 "'lots' is not a size" ctl resize /dev/nbd0 lots
 expect 2 "'0' is not a size" ctl resize /dev/nbd0 0
 expect 2 "is not an nbd device" ctl resize /dev/sda 1G
-rc=0; ctl resize --all 1G >/dev/null 2>&1 || rc=$?
-[ $rc -eq 2 ] || fail "resize --all exited $rc, want 2"
+expect 2 "8E is too big" ctl resize /dev/nbd0 8E
+expect 2 "99999999999999999999 is too big" ctl resize /dev/nbd0 99999999999999999999
+expect 2 "its new size" ctl resize --allow-shrink /dev/nbd0
 rc=0; ctl >/dev/null 2>&1 || rc=$?
 [ $rc -eq 2 ] || fail "nbdctl without a command exited $rc, want 2"
 rc=0; ctl attach --bogus x >/dev/null 2>&1 || rc=$?

@@ -5,7 +5,8 @@
 # ext4 grows from 64 to 128 MiB (the image file grows, the kernel sees the
 # new size at once, resize2fs grows the mounted filesystem into it and the
 # new space holds data); the new size survives a SIGKILL of nbdd (the
-# successor adopts the device as it now is). Shrinking needs
+# successor adopts the device as it now is), while a null backend, sized
+# by its spec, comes back at that size and its device with it. Shrinking needs
 # --allow-shrink, and then the device ends where the backend now ends.
 # Sizes that are not whole blocks, read-only mappings and backends that
 # cannot resize are refused with a message, the device unchanged.
@@ -57,6 +58,13 @@ head -c $((60 * M)) /dev/urandom >"$TMPDIR/b"
 cp "$TMPDIR/b" "$MNT/b" || fail "60 MiB more do not fit on the grown filesystem"
 sync
 
+# A backend sized by its spec (null) comes back at that size after a
+# crash: the device must follow it, not keep a size nothing serves.
+nbdd_attach null:size=64M --name nul
+NUL=$NBD_DEV
+nbdctl resize nul 128M >/dev/null
+[ "$(dev_size "$NUL")" = $((128 * M)) ] || fail "$NUL did not grow"
+
 # The successor of a killed nbdd serves the device at its new size.
 kill -KILL "$NBDD_PID"
 wait "$NBDD_PID" 2>/dev/null || true
@@ -64,6 +72,11 @@ start_nbdd
 wait_until 30 "the new nbdd to adopt $DEV" sh -c \
 	"'$NBDCTL_BIN' --control '$NBDD_CONTROL' --json status grow | jq -e '.mapping.state == \"connected\"' >/dev/null"
 [ "$(dev_size "$DEV")" = $((128 * M)) ] || fail "$DEV has $(dev_size "$DEV") bytes after the restart"
+wait_until 30 "$NUL back at its spec's 64 MiB" sh -c "[ \$(blockdev --getsize64 $NUL) = $((64 * M)) ]"
+dd if="$NUL" of=/dev/null bs=4k skip=$((64 * M / 4096 - 1)) count=1 iflag=direct status=none ||
+	fail "the last block of $NUL cannot be read after the restart"
+grep -q "came back with another size" "$TMPDIR/nbdd.log" || fail "nbdd did not log why $NUL shrank"
+nbdd_detach "$NUL"
 umount "$MNT"
 blockdev --flushbufs "$DEV"
 mount "$DEV" "$MNT"
@@ -91,8 +104,13 @@ truncate -s 32M "$TMPDIR/loop.img"
 LOOP=$(losetup --find --show "$TMPDIR/loop.img") || fail "no loop device"
 on_exit losetup -d "$LOOP"
 nbdd_attach "file:path=$LOOP"
+changes=$(test_dmesg | grep -c "${NBD_DEV#/dev/}: detected capacity change" || true)
 expect_refusal "cannot resize file:path=$LOOP" resize "$NBD_DEV" 64M
+# Refused before the device moves: a shrink must not flap its size.
+expect_refusal "cannot resize file:path=$LOOP" resize --allow-shrink "$NBD_DEV" 16M
 [ "$(dev_size "$NBD_DEV")" = $((32 * M)) ] || fail "a refused resize changed $NBD_DEV"
+[ "$(test_dmesg | grep -c "${NBD_DEV#/dev/}: detected capacity change")" = "$changes" ] ||
+	fail "a refused resize changed the size of $NBD_DEV for a while"
 nbdd_detach "$NBD_DEV"
 
 # ---- shrink ----
