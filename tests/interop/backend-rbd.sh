@@ -239,6 +239,31 @@ PYTHONPATH=$T/py bounded 60 nbdsh -n -c "import sys; sys.argv = ['timeout.py', '
 grep -q "read of 4096 bytes at 0 on $CEPH_POOL/snapped@before: Connection timed out" "$LOG" ||
 	fail "the timed-out read's reason is not in the log"
 
+# ---- no timeout (Ceph's default): requests wait for a stopped OSD and
+# complete, with the right data, once it is back
+cat >"$T/resume.py" <<'EOF'
+import os, signal, sys, threading, time
+from nbdcheck import connect
+osd = int(sys.argv[1])
+want = open(sys.argv[2], "rb").read(8192)
+h = connect("snap", strict=0)
+os.kill(osd, signal.SIGSTOP)
+threading.Timer(3, os.kill, (osd, signal.SIGCONT)).start()
+t = time.monotonic()
+try:
+    got = h.pread(8192, 1 << 20)
+finally:
+    os.kill(osd, signal.SIGCONT)
+took = time.monotonic() - t
+assert got == want, "the read after the OSD came back returned other data"
+assert took > 2.5, "the read finished after %.1f s, while the OSD was stopped" % took
+h.shutdown()
+print("resume: the read waited %.1f s for the OSD and completed" % took)
+EOF
+dd if="$T/snap.raw" bs=1M skip=1 count=1 status=none >"$T/snap.1M"
+PYTHONPATH=$T/py bounded 60 nbdsh -n -c "import sys; sys.argv = ['resume.py', '$OSD', '$T/snap.1M']; exec(open('$T/resume.py').read())" ||
+	fail "a read with the OSD stopped for 3 s (see above)"
+
 stop_daemon
 grep -q "write of 512 bytes at 0 on $CEPH_POOL/snapped" "$LOG" && fail "a refused write reached librbd"
 echo "ok (total $((SECONDS - t0)) s)"
