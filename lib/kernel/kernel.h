@@ -80,6 +80,8 @@ bool knl_has_identifier(const struct knl_family *f);
 /* CONNECT; *index receives the device the kernel used. */
 int knl_connect(struct knl *k, const struct knl_config *c, int *index);
 int knl_reconfigure(struct knl *k, const struct knl_config *c);
+/* The same on a socket of its own, opened and closed around it. */
+int knl_reconfigure_once(const struct knl_config *c);
 int knl_disconnect(struct knl *k, int index);
 /* STATUS of @index, or of every device when @index is -1; free() *out. */
 int knl_status(struct knl *k, int index, struct knl_dev **out, size_t *n);

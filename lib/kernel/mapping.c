@@ -436,15 +436,8 @@ static int kernel_set_size(const struct nbdd_mapping *m, uint64_t size)
 		/* The kernel refuses a RECONFIGURE without the identifier. */
 		.identifier = m->identifier[0] ? m->identifier : NULL,
 	};
-	struct knl *k;
-	int r;
 
-	r = knl_open(&k);
-	if (r < 0)
-		return r;
-	r = knl_reconfigure(k, &c);
-	knl_close(k);
-	return r;
+	return knl_reconfigure_once(&c);
 }
 
 /*

@@ -473,6 +473,18 @@ int knl_reconfigure(struct knl *k, const struct knl_config *c)
 	return send_config(k, NBD_CMD_RECONFIGURE, c, NULL, NULL);
 }
 
+int knl_reconfigure_once(const struct knl_config *c)
+{
+	struct knl *k;
+	int r = knl_open(&k);
+
+	if (r < 0)
+		return r;
+	r = knl_reconfigure(k, c);
+	knl_close(k);
+	return r;
+}
+
 int knl_disconnect(struct knl *k, int index)
 {
 	struct knl_config c = { .index = index };

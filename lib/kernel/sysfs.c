@@ -231,8 +231,6 @@ NBDD_EXPORT int nbdd_kernel_fail_fast(int index)
 {
 	char ident[KNL_IDENTIFIER_MAX + 1] = "";
 	struct knl_config c = { .index = index, .no_dead_conn_wait = true };
-	struct knl *k;
-	int r;
 
 	clear_error();
 	if (index < 0)
@@ -241,12 +239,7 @@ NBDD_EXPORT int nbdd_kernel_fail_fast(int index)
 	if (nbdd_sysfs_backend(index, ident, sizeof(ident)) == 0 && ident[0])
 		c.identifier = ident;
 	clear_error();
-	r = knl_open(&k);
-	if (r < 0)
-		return r;
-	r = knl_reconfigure(k, &c);
-	knl_close(k);
-	return r;
+	return knl_reconfigure_once(&c);
 }
 
 NBDD_EXPORT int nbdd_kernel_device_in_use(int index)
