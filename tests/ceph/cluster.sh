@@ -8,6 +8,7 @@
 #   cluster.sh start DIR [OWNER_PID]   start it; print the ceph.conf path
 #   cluster.sh stop DIR                kill its daemons, remove DIR
 #   cluster.sh env DIR                 print CEPH_CONF=, CEPH_KEYRING=, ...
+#   cluster.sh restart-osd DIR         stop the OSD, start it, wait for clean PGs
 #
 # CEPH_OSD_BLOCK=/dev/X puts BlueStore on that block device instead of
 # DIR/osd-block, for a DIR whose filesystem has no O_DIRECT (tmpfs before
@@ -182,6 +183,10 @@ all_clean() {
 	ceph_cli pg stat | grep -qE '^([0-9]+) pgs: \1 active\+clean;'
 }
 
+osd_up() { # count: "1 osds: 1 up (since 5s), 1 in ..."
+	ceph_cli osd stat | grep -qE "^[0-9]+ osds: $1 up"
+}
+
 mgr_available() {
 	ceph_cli mgr stat | grep -q '"available": *true'
 }
@@ -237,6 +242,30 @@ EOF
 	echo "$D/ceph.conf"
 }
 
+# Stop the OSD as an operator would (SIGTERM, waited for), then start it
+# again and wait until every PG is active+clean: clients meanwhile wait.
+restart_osd() {
+	local pid i
+	[ -d "${D:-}" ] || die "usage: $0 restart-osd DIR"
+	D=$(cd "$D" && pwd)
+	START=$SECONDS
+	DEADLINE=$((SECONDS + LIMIT))
+	pid=$(cat "$D/run/osd.0.daemon-pid") || die "no osd.0 in $D"
+	kill -TERM "$pid" 2>/dev/null || die "osd.0 (pid $pid) is not running"
+	for ((i = 0; i < 600; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	! kill -0 "$pid" 2>/dev/null || die "osd.0 did not stop within 60 s"
+	# Seen down first, or the old "clean" would end the wait below at once.
+	wait_for mon.a "osd.0 marked down" osd_up 0
+	step "osd.0 stopped"
+	run_daemon osd.0 ceph-osd -i 0
+	wait_for osd.0 "osd.0 up again" osd_up 1
+	wait_for osd.0 "PGs active+clean" all_clean
+	step "osd.0 back, PGs active+clean"
+}
+
 stop() {
 	local f pid pids=() i alive
 	[ -d "${D:-}" ] || return 0
@@ -269,8 +298,9 @@ OWNER=${3:-}
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
+restart-osd) restart_osd ;;
 env) cat "$D/env" ;;
 # Internal: wait for OWNER to end, then stop the cluster if still there.
 watch) tail --pid="$OWNER" -f /dev/null; stop ;;
-*) die "usage: $0 start|stop|env DIR" ;;
+*) die "usage: $0 start|stop|restart-osd|env DIR" ;;
 esac

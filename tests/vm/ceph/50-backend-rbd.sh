@@ -7,7 +7,9 @@
 # mount, files, e2fsck), fio verifies blocks on the raw device, a discard
 # of the device frees the space in Ceph (rbd du), nbdctl resize grows
 # the image and the device together, and an image grown with rbd resize
-# grows its device.
+# grows its device. Faults under load: fio verifying on the mounted ext4
+# while the OSD is stopped and started, and while nbdd is SIGKILLed and
+# started again: no fio error, no kernel I/O error, e2fsck clean.
 #
 # Its own directory: the cluster needs a bigger VM (3 GiB) than the
 # suite's. `tests/run ceph-vm` (part of make check) or `make
@@ -50,6 +52,29 @@ DEV=$NBD_DEV
 	fail "$DEV does not take discards"
 
 fs_roundtrip "$DEV" 8
+
+log "faults under load: fio verifies on ext4 while the OSD restarts, then while nbdd is SIGKILLed"
+mount_dev "$DEV"
+fio_rounds_start "$MNT" faults
+sleep 10
+t=$SECONDS
+CEPH_START_LIMIT=300 "$CLUSTER" restart-osd "$TMPDIR/ceph" || fail "the OSD did not come back"
+log "OSD stopped and back, PGs clean, in $((SECONDS - t)) s"
+sleep 10
+kill -KILL "$NBDD_PID"
+wait "$NBDD_PID" 2>/dev/null || true
+t=$SECONDS
+start_nbdd --plugin-dir "$B/plugins"
+wait_until 120 "the new nbdd to take $DEV over" sh -c \
+	"'$NBDCTL_BIN' --control '$NBDD_CONTROL' --json status $DEV | jq -e '.mapping.state == \"connected\"' >/dev/null"
+log "nbdd SIGKILLed; its successor serves $DEV after $((SECONDS - t)) s"
+sleep 10
+fio_rounds_stop faults "$FIO_PID" 3
+umount "$MNT"
+e2fsck -fn "$DEV" >"$TMPDIR/e2fsck.log" 2>&1 || fail "e2fsck after the faults: $(cat "$TMPDIR/e2fsck.log")"
+hits=$(test_dmesg | grep -E 'I/O error, dev nbd|Buffer I/O error|EXT4-fs (error|warning)|BUG:|WARNING:|Oops|Call Trace' || true)
+[ -z "$hits" ] || fail "the faults reached the kernel as errors: $hits"
+log "faults: no fio error, e2fsck clean, no I/O error in the kernel log"
 
 log "fio verify on $DEV"
 fio --name=verify --filename="$DEV" --direct=1 --ioengine=libaio \
@@ -97,5 +122,7 @@ grep -q "size changed outside nbdd" "$TMPDIR/nbdd.log" || fail "nbdd did not log
 
 nbdd_detach "$DEV"
 stop_nbdd
-check_dmesg_clean
+# The SIGKILL above drops connections on purpose; nothing may fail.
+hits=$(test_dmesg | grep -E 'I/O error, dev nbd|Buffer I/O error|EXT4-fs (error|warning)|BUG:|WARNING:|Oops|Call Trace' || true)
+[ -z "$hits" ] || fail "kernel log has errors: $hits"
 log "total $((SECONDS - t0)) s"
