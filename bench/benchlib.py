@@ -18,6 +18,7 @@ import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 GiB = 1 << 30
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1 << 20
 
 

@@ -436,8 +436,8 @@ static int check_options(const struct nbdd_export_options *o)
 				 NBDD_MAX_STRING);
 	if (o->workers > MAX_WORKERS)
 		return set_error(-EINVAL,
-				 "workers must be 1 to %u (0: the "
-				 "default, %u)",
+				 "workers must be 1 to %u (0: what the "
+				 "backend asks for, else %u)",
 				 MAX_WORKERS, DEFAULT_WORKERS);
 	return 0;
 }
@@ -463,7 +463,7 @@ static struct nbdd_export *export_alloc(const struct nbdd_export_options *o,
 	atomic_init(&e->refs, 1);
 	pthread_mutex_init(&e->lock, NULL);
 	e->readonly = readonly;
-	e->workers = o->workers ? o->workers : DEFAULT_WORKERS;
+	e->workers = o->workers; /* 0: the backend's wish, in export_start() */
 	e->name = strdup(o->name ? o->name : "");
 	if (description)
 		e->description = strdup(description);
@@ -481,6 +481,10 @@ static int export_start(struct nbdd_export *e, const struct nbdd_param *p,
 	const char *why;
 	int r;
 
+	if (!e->workers)
+		e->workers = e->b.max_in_flight
+				     ? MIN(e->b.max_in_flight, MAX_WORKERS)
+				     : DEFAULT_WORKERS;
 	(void)take_backend_error(); /* nothing stale in our messages */
 	r = e->b.open(p, np, e->readonly, &e->handle);
 	if (r) {

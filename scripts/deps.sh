@@ -19,8 +19,9 @@ test=(libnbd-bin python3-libnbd nbdkit qemu-utils fio nbd-client e2fsprogs util-
 build+=(librbd-dev librados-dev)
 test+=(ceph-mon ceph-mgr ceph-osd ceph-common)
 
-# Only for `make bench`: the peer nbd-server, the plot, profiles.
-bench=(nbd-server gnuplot-nox linux-perf)
+# Only for `make bench`: the peer nbd-server, qemu's rbd driver (the
+# rbd part's peer), the plot, profiles.
+bench=(nbd-server qemu-block-extra gnuplot-nox linux-perf)
 
 pkgs=("${build[@]}" "${test[@]}")
 [ "${2:-}" = bench ] && pkgs=("${bench[@]}")

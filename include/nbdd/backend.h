@@ -161,6 +161,15 @@ struct nbdd_backend {
 	/* Optional: change the size (grow or shrink). */
 	int (*resize)(void *handle, uint64_t new_size);
 
+	/*
+	 * Optional: how many requests of one connection may be inside the
+	 * backend at once (0: 8). nbdd calls a blocking backend from that
+	 * many threads per connection at most, so one that waits on a
+	 * remote (a cluster, a network server) and gains from many requests
+	 * in flight asks for more; the kernel sends up to 128 per socket.
+	 */
+	uint32_t max_in_flight;
+
 	/* New fields go here, and only here. */
 };
 

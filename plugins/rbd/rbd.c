@@ -424,6 +424,9 @@ static const struct nbdd_backend rbd_backend = {
     .thread_model = NBDD_THREAD_PARALLEL,
     /* Another host, or the rbd CLI, may resize the image. */
     .flags = NBDD_BACKEND_SIZE_CHANGES,
+    /* A cluster gains from many requests in flight: as many as the
+     * kernel sends on a socket. */
+    .max_in_flight = 128,
     .open = rbd_open_handle,
     .close = rbd_close_handle,
     .get_size = rbd_get_size_cb,

@@ -630,6 +630,28 @@ static void test_options(void **state)
 	assert_string_equal(nbdd_export_backend_name(e), "tb");
 	nbdd_export_unref(e);
 
+	/* Without a count of its own, the export takes the backend's wish. */
+	{
+		struct nbdd_backend b = full;
+
+		o.workers = 0;
+		assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
+		assert_int_equal(e->workers, 8);
+		nbdd_export_unref(e);
+		b.max_in_flight = 128;
+		assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
+		assert_int_equal(e->workers, 128);
+		nbdd_export_unref(e);
+		b.max_in_flight = 1u << 30; /* bounded like an explicit count */
+		assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
+		assert_int_equal(e->workers, 1024);
+		nbdd_export_unref(e);
+		o.workers = 3;
+		assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
+		assert_int_equal(e->workers, 3);
+		nbdd_export_unref(e);
+	}
+
 	name = malloc(5000);
 	memset(name, 'n', 4999);
 	name[4999] = '\0';
