@@ -632,24 +632,25 @@ static void test_options(void **state)
 
 	/* Without a count of its own, the export takes the backend's wish. */
 	{
+		static const struct {
+			uint32_t max_in_flight;
+			unsigned workers, want;
+		} cases[] = {
+			{ 0, 0, 8 },
+			{ 128, 0, 128 },
+			{ 1u << 30, 0, 1024 }, /* bounded like an explicit count */
+			{ 128, 3, 3 },         /* the export's own count wins */
+		};
 		struct nbdd_backend b = full;
+		size_t i;
 
-		o.workers = 0;
-		assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
-		assert_int_equal(e->workers, 8);
-		nbdd_export_unref(e);
-		b.max_in_flight = 128;
-		assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
-		assert_int_equal(e->workers, 128);
-		nbdd_export_unref(e);
-		b.max_in_flight = 1u << 30; /* bounded like an explicit count */
-		assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
-		assert_int_equal(e->workers, 1024);
-		nbdd_export_unref(e);
-		o.workers = 3;
-		assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
-		assert_int_equal(e->workers, 3);
-		nbdd_export_unref(e);
+		for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			b.max_in_flight = cases[i].max_in_flight;
+			o.workers = cases[i].workers;
+			assert_int_equal(nbdd_export_new(&b, NULL, 0, &o, &e), 0);
+			assert_int_equal(e->workers, cases[i].want);
+			nbdd_export_unref(e);
+		}
 	}
 
 	name = malloc(5000);
