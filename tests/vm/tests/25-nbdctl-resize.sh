@@ -47,7 +47,8 @@ log "nbdctl resize grow 128M: $out"
 [ "$(stat -c %s "$IMG")" = $((128 * M)) ] || fail "the image has $(stat -c %s "$IMG") bytes"
 [ "$(nbdctl --json status grow | jq .mapping.size)" = $((128 * M)) ] ||
 	fail "nbdctl status: $(nbdctl --json status grow)"
-dmesg | grep -q "${DEV#/dev/}: detected capacity change" ||
+# Not grep -q: under pipefail test_dmesg would die of SIGPIPE (lib.sh).
+test_dmesg | grep "${DEV#/dev/}: detected capacity change from 131072 to 262144" >/dev/null ||
 	fail "the kernel did not log the capacity change"
 
 resize2fs "$DEV" >"$TMPDIR/resize2fs.log" 2>&1 || fail "resize2fs: $(cat "$TMPDIR/resize2fs.log")"
