@@ -440,11 +440,16 @@ static int kernel_set_size(const struct nbdd_mapping *m, uint64_t size)
 	return knl_reconfigure_once(&c);
 }
 
-/*
- * The kernel never sees a device bigger than its backend: growing
- * resizes the backend first, shrinking the device first. The kernel
- * tells udev (a change event with RESIZE=1) and whoever holds it open.
- */
+/* The device's logical block size (512 when sysfs cannot tell). */
+static uint32_t device_block_size(const struct nbdd_mapping *m)
+{
+	uint32_t kbs = 0;
+
+	if (nbdd_sysfs_block_size(m->index, &kbs) < 0 || kbs == 0)
+		kbs = 512;
+	return kbs;
+}
+
 /*
  * Give the device the size its backend has now, in whole blocks: after
  * a resize elsewhere, or on taking over a device whose backend comes
@@ -452,13 +457,10 @@ static int kernel_set_size(const struct nbdd_mapping *m, uint64_t size)
  */
 static int follow_backend(struct nbdd_mapping *m, const char *why)
 {
-	uint64_t size, dev = 0;
-	uint32_t kbs = 0;
+	uint32_t kbs = device_block_size(m);
+	uint64_t size = nbdd_export_size(m->e) / kbs * kbs, dev = 0;
 	int r;
 
-	if (nbdd_sysfs_block_size(m->index, &kbs) < 0 || kbs == 0)
-		kbs = 512;
-	size = nbdd_export_size(m->e) / kbs * kbs;
 	if (nbdd_sysfs_size(m->index, &dev) < 0 || dev == size || size == 0)
 		return 0;
 	r = kernel_set_size(m, size);
@@ -683,12 +685,10 @@ static int check_resizable(const struct nbdd_mapping *m, uint64_t size,
 NBDD_EXPORT int nbdd_mapping_resize(struct nbdd_mapping *m, uint64_t new_size)
 {
 	uint64_t old = nbdd_export_size(m->e), dev = old;
-	uint32_t kbs = 0;
+	uint32_t kbs = device_block_size(m);
 	int r;
 
 	clear_error();
-	if (nbdd_sysfs_block_size(m->index, &kbs) < 0 || kbs == 0)
-		kbs = 512;
 	nbdd_sysfs_size(m->index, &dev);
 	r = check_resizable(m, new_size, kbs);
 	if (r < 0)
