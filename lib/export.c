@@ -240,6 +240,105 @@ int export_extents(struct nbdd_export *e, uint64_t count, uint64_t offset,
 	return r;
 }
 
+/* ---- the asynchronous path ---- */
+
+bool backend_has_aio(const struct nbdd_backend *b)
+{
+	return b->aio_pread || b->aio_pwrite || b->aio_flush || b->aio_trim ||
+	       b->aio_zero;
+}
+
+/* Would a write with @flags need a flush after it that we must submit? */
+static bool needs_flush_after(const struct nbdd_export *e, uint32_t flags)
+{
+	return (flags & NBDD_F_FUA) && !(e->caps & NBDD_CAP_FUA) &&
+	       (e->caps & NBDD_CAP_FLUSH);
+}
+
+bool export_can_submit(const struct nbdd_export *e, enum nbdd_op op,
+		       uint32_t flags)
+{
+	const struct nbdd_backend *b = &e->b;
+	bool writable = e->caps & NBDD_CAP_WRITE;
+
+	/* The emulated flush must be able to follow asynchronously too. */
+	if (op != NBDD_OP_READ && op != NBDD_OP_FLUSH &&
+	    needs_flush_after(e, flags) && !b->aio_flush)
+		return false;
+	switch (op) {
+	case NBDD_OP_READ:
+		return b->aio_pread;
+	case NBDD_OP_WRITE:
+		return b->aio_pwrite && writable;
+	case NBDD_OP_FLUSH:
+		return b->aio_flush && (e->caps & NBDD_CAP_FLUSH);
+	case NBDD_OP_TRIM:
+		return b->aio_trim && writable && (e->caps & NBDD_CAP_TRIM);
+	case NBDD_OP_ZERO:
+		return b->aio_zero && writable && (e->caps & NBDD_CAP_ZERO) &&
+		       (!(flags & NBDD_F_FAST) ||
+			(e->caps & NBDD_CAP_FAST_ZERO));
+	default:
+		return false;
+	}
+}
+
+int export_submit(struct nbdd_export *e, struct nbdd_request *req,
+		  enum nbdd_op op, void *buf, uint64_t count, uint64_t offset,
+		  uint32_t flags)
+{
+	uint32_t f = flags & (NBDD_F_FUA | NBDD_F_MAY_TRIM | NBDD_F_FAST);
+	int r;
+
+	req->e = e;
+	req->flush_after = op != NBDD_OP_READ && needs_flush_after(e, f);
+	if (req->flush_after || !(e->caps & NBDD_CAP_FUA))
+		f &= ~NBDD_F_FUA;
+	switch (op) {
+	case NBDD_OP_READ:
+		req->op = "pread";
+		r = e->b.aio_pread(e->handle, buf, (size_t)count, offset, 0,
+				   req);
+		break;
+	case NBDD_OP_WRITE:
+		req->op = "pwrite";
+		r = e->b.aio_pwrite(e->handle, buf, (size_t)count, offset,
+				    f & NBDD_F_FUA, req);
+		break;
+	case NBDD_OP_FLUSH:
+		req->op = "flush";
+		r = e->b.aio_flush(e->handle, 0, req);
+		break;
+	case NBDD_OP_TRIM:
+		req->op = "trim";
+		r = e->b.aio_trim(e->handle, count, offset, f & NBDD_F_FUA,
+				  req);
+		break;
+	case NBDD_OP_ZERO:
+		req->op = "zero";
+		r = e->b.aio_zero(e->handle, count, offset, f, req);
+		break;
+	default:
+		r = -EINVAL;
+		break;
+	}
+	return CHECK(e, req->op, r);
+}
+
+NBDD_EXPORT void nbdd_request_done(struct nbdd_request *req, int result)
+{
+	struct nbdd_export *e = req->e;
+
+	if (result == 0 && req->flush_after) {
+		req->flush_after = false;
+		req->op = "flush";
+		result = e->b.aio_flush(e->handle, 0, req);
+		if (result == 0)
+			return; /* this flush ends the request */
+	}
+	req->done(req, CHECK(e, req->op, result));
+}
+
 /*
  * SEND_DF is set because reads honour DF; the NBD spec wants it clear for
  * a client that negotiated neither structured replies nor extended

@@ -130,6 +130,33 @@ int export_cache(struct nbdd_export *e, uint64_t count, uint64_t offset);
 int export_extents(struct nbdd_export *e, uint64_t count, uint64_t offset,
 		   uint32_t flags, struct nbdd_extents *out);
 
+/*
+ * The asynchronous path (backends with .aio_ callbacks). The engine
+ * embeds a struct nbdd_request in each request it submits and is told
+ * the outcome through ->done, from whatever thread the backend ends it
+ * on; FUA the backend lacks becomes a flush submitted after the write.
+ */
+struct nbdd_request {
+	struct nbdd_export *e;
+	const char *op;    /* the callback running, for messages */
+	bool flush_after;  /* emulated FUA: flush once the write is done */
+	/* The engine's: @err is 0 or a valid negative errno, logged. */
+	void (*done)(struct nbdd_request *req, int err);
+};
+
+bool backend_has_aio(const struct nbdd_backend *b);
+/* Does @op with @flags (NBDD_F_*) have an asynchronous path on @e? */
+bool export_can_submit(const struct nbdd_export *e, enum nbdd_op op,
+		       uint32_t flags);
+/*
+ * Start @op (one export_can_submit() allowed) for @req, whose ->done is
+ * set. 0: ->done will be called once. Else a negative errno, logged, and
+ * ->done will not be called.
+ */
+int export_submit(struct nbdd_export *e, struct nbdd_request *req,
+		  enum nbdd_op op, void *buf, uint64_t count,
+		  uint64_t offset, uint32_t flags);
+
 /* Transmission flags for this export (HAS_FLAGS always set). */
 uint16_t export_eflags(const struct nbdd_export *e);
 bool export_is_inline(const struct nbdd_export *e);

@@ -61,6 +61,15 @@ static const char *table_problem(const struct nbdd_backend *b)
 	if (!b->open || !b->get_size || !b->pread)
 		return "it lacks one of the required callbacks .open, "
 		       ".get_size and .pread";
+	if ((b->aio_pwrite && !b->pwrite) || (b->aio_flush && !b->flush) ||
+	    (b->aio_trim && !b->trim) || (b->aio_zero && !b->zero))
+		return "each of its .aio_ callbacks needs its synchronous "
+		       "twin (.aio_pwrite needs .pwrite, and so on)";
+	if (backend_has_aio(b) && (b->thread_model != NBDD_THREAD_PARALLEL ||
+				   (b->flags & NBDD_BACKEND_INLINE)))
+		return "it has .aio_ callbacks, which run concurrently: its "
+		       ".thread_model must be NBDD_THREAD_PARALLEL and its "
+		       ".flags must not have NBDD_BACKEND_INLINE";
 	return NULL;
 }
 

@@ -33,8 +33,11 @@
 extern "C" {
 #endif
 
-/* Bumped when a field is added at the end of struct nbdd_backend. */
-#define NBDD_BACKEND_ABI_VERSION 1
+/*
+ * Bumped when a field is added at the end of struct nbdd_backend.
+ * 1: the table up to .max_in_flight; 2: the .aio_* callbacks.
+ */
+#define NBDD_BACKEND_ABI_VERSION 2
 
 /* What a plugin must export (see NBDD_BACKEND_REGISTER). */
 #define NBDD_BACKEND_SYMBOL "nbdd_backend_v1"
@@ -106,6 +109,9 @@ struct nbdd_block_size {
 /* Collector handed to .extents; filled with nbdd_extents_add(). */
 struct nbdd_extents;
 
+/* One request handed to an .aio_* callback; ended by nbdd_request_done(). */
+struct nbdd_request;
+
 struct nbdd_backend {
 	/* --- header: must stay first, never changes --- */
 	uint32_t abi_version; /* NBDD_BACKEND_ABI_VERSION at build time */
@@ -170,6 +176,43 @@ struct nbdd_backend {
 	 */
 	uint32_t max_in_flight;
 
+	/*
+	 * Optional (ABI 2): the asynchronous data path, for storage that
+	 * completes requests on threads of its own (librbd, libnbd,
+	 * io_uring). nbdd then starts each request from the connection's
+	 * reader thread and sends its reply from the thread that ends it:
+	 * no thread per request in flight, no hand-off to a worker and back.
+	 *
+	 * Each callback starts one request and returns 0; the backend then
+	 * calls nbdd_request_done(@req, result) exactly once, from any
+	 * thread, possibly before the callback has returned. @buf stays
+	 * valid until then. A negative errno return means nothing was
+	 * started, and nbdd_request_done() must not be called for @req.
+	 * The callbacks run concurrently from several threads, so a backend
+	 * that has any must be NBDD_THREAD_PARALLEL and not INLINE; at most
+	 * .max_in_flight requests of one connection are in flight at once.
+	 * @flags are those of the synchronous callback of the same name.
+	 *
+	 * Each is used in place of its synchronous twin, which is required
+	 * with it: nbdd calls that one where it needs an answer on the spot
+	 * (the flush when the last connection goes, a write whose emulated
+	 * FUA has no .aio_flush to follow it). An operation without an
+	 * .aio_ callback runs synchronously on the connection's workers, as
+	 * for any blocking backend.
+	 */
+	int (*aio_pread)(void *handle, void *buf, size_t count,
+			 uint64_t offset, uint32_t flags,
+			 struct nbdd_request *req);
+	int (*aio_pwrite)(void *handle, const void *buf, size_t count,
+			  uint64_t offset, uint32_t flags,
+			  struct nbdd_request *req);
+	int (*aio_flush)(void *handle, uint32_t flags,
+			 struct nbdd_request *req);
+	int (*aio_trim)(void *handle, uint64_t count, uint64_t offset,
+			uint32_t flags, struct nbdd_request *req);
+	int (*aio_zero)(void *handle, uint64_t count, uint64_t offset,
+			uint32_t flags, struct nbdd_request *req);
+
 	/* New fields go here, and only here. */
 };
 
@@ -180,6 +223,15 @@ struct nbdd_backend {
 /* Record why the current call failed; thread-local, last one wins. */
 void nbdd_backend_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
+
+/*
+ * End a request an .aio_* callback started: @result is 0 or a negative
+ * errno. Call it once per request, from any thread; a reason for a
+ * failure goes to nbdd_backend_error() on the same thread just before.
+ * It does not block: the reply is sent, or queued for the connection's
+ * sender when the socket is full.
+ */
+void nbdd_request_done(struct nbdd_request *req, int result);
 
 /* Append an extent; returns 0 or -errno (-ERANGE when out of order). */
 int nbdd_extents_add(struct nbdd_extents *out, uint64_t offset,

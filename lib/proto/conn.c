@@ -11,7 +11,11 @@
  *    send per burst of requests, and no thread hand-off at all;
  *  - blocking backends (files, plugins): queues the request for a small
  *    per-connection pool of workers, which answer in completion order,
- *    each reply in a single write under the socket's write lock.
+ *    each reply in a single write under the socket's write lock;
+ *  - asynchronous backends (.aio_ callbacks: rbd): starts the request
+ *    itself and goes on reading; the thread that ends it sends the reply
+ *    (conn-async.c). Operations without an .aio_ callback take the
+ *    workers' path.
  * Payload of invalid requests is still read and dropped, so the stream
  * stays in sync and only that request fails.
  *
@@ -27,62 +31,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/reply.h"
+#include "proto/conn.h"
 #include "proto/tls.h"
 
-#define RBUF_SIZE   (256u * 1024)   /* one recv takes a burst of requests */
-#define BATCH_FLUSH (256u * 1024)   /* send inline replies past this */
-#define BUF_KEEP    (4u << 20)      /* larger scratch buffers are freed */
-/* Backpressure for pipelining clients: requests and payload queued. */
-#define MAX_QUEUED       256u
-#define MAX_QUEUED_BYTES (64u << 20)
-
+/* A request queued for the workers. */
 struct job {
 	struct job *next;
 	struct nbd_request r;
 	uint8_t *data; /* write payload */
-};
-
-struct op_counters {
-	_Atomic uint64_t requests, bytes, errors;
-};
-
-struct conn {
-	int fd;
-	struct tls_session *tls; /* NULL: plain socket */
-	enum conn_mode mode;
-	struct nbdd_export *e;
-	struct nbd_xmit_params xp; /* .size: the reader's, per request */
-	uint64_t negotiated_size;  /* what a network client was told */
-	size_t hdr_size;
-	bool inline_exec;
-
-	/* reader thread only */
-	uint8_t *rbuf;
-	size_t rpos, rlen;     /* unread bytes are rbuf[rpos, rlen) */
-	uint8_t *pbuf;         /* large inline write payloads */
-	size_t pcap;
-	struct outbuf batch;   /* inline replies not yet sent */
-
-	pthread_mutex_t wlock; /* one writer on the socket at a time */
-
-	/* worker pool, for blocking backends */
-	pthread_mutex_t qlock;
-	pthread_cond_t qwork;  /* a job was queued, or stop */
-	pthread_cond_t qspace; /* a job finished */
-	struct job *qhead, **qtail;
-	unsigned queued;       /* queued or running */
-	unsigned waiting;      /* queued, not yet picked up */
-	uint64_t queued_bytes;
-	unsigned nworkers, idle, max_workers;
-	pthread_t *threads;
-	bool qstop;
-
-	atomic_bool shut;      /* conn_shutdown() was called */
-	atomic_bool dead;      /* the socket failed: answer nothing more */
-	atomic_bool dirty;     /* written since the last flush */
-	_Atomic uint64_t in_flight;
-	struct op_counters st[NBDD_OP__COUNT];
 };
 
 static const char *const op_names[NBDD_OP__COUNT] = {
@@ -97,7 +53,7 @@ NBDD_EXPORT const char *nbdd_op_name(enum nbdd_op op)
 	return (unsigned)op < NBDD_OP__COUNT ? op_names[op] : "unknown";
 }
 
-static int op_of(uint16_t type)
+int conn_op_of(uint16_t type)
 {
 	switch (type) {
 	case NBD_CMD_READ: return NBDD_OP_READ;
@@ -111,9 +67,9 @@ static int op_of(uint16_t type)
 	}
 }
 
-static void count(struct conn *c, const struct nbd_request *r, bool failed)
+void conn_count(struct conn *c, const struct nbd_request *r, bool failed)
 {
-	int op = op_of(r->type);
+	int op = conn_op_of(r->type);
 
 	if (op < 0)
 		return;
@@ -129,7 +85,7 @@ static void count(struct conn *c, const struct nbd_request *r, bool failed)
 
 /* ---- sending ---- */
 
-static void mark_dead(struct conn *c, int err)
+void conn_mark_dead(struct conn *c, int err)
 {
 	if (!atomic_exchange(&c->dead, true)) {
 		if (err != -EPIPE && err != -ECONNRESET)
@@ -146,6 +102,10 @@ static void send_out(struct conn *c, struct outbuf *o)
 
 	if (!o->len)
 		return;
+	if (c->async) {
+		async_send(c, o);
+		return;
+	}
 	if (!atomic_load(&c->dead)) {
 		pthread_mutex_lock(&c->wlock);
 		if (c->tls)
@@ -154,7 +114,7 @@ static void send_out(struct conn *c, struct outbuf *o)
 			r = write_full(c->fd, o->p, o->len, 0);
 		pthread_mutex_unlock(&c->wlock);
 		if (r < 0)
-			mark_dead(c, r);
+			conn_mark_dead(c, r);
 	}
 	o->len = 0;
 	if (o->cap > BUF_KEEP)
@@ -163,7 +123,7 @@ static void send_out(struct conn *c, struct outbuf *o)
 
 /* ---- running one request ---- */
 
-static uint32_t call_flags(const struct nbd_request *r)
+uint32_t conn_call_flags(const struct nbd_request *r)
 {
 	uint32_t f = 0;
 
@@ -185,17 +145,17 @@ static uint32_t call_flags(const struct nbd_request *r)
 static int exec_request(struct conn *c, const struct nbd_request *r,
 			const uint8_t *data, struct outbuf *o)
 {
-	uint32_t f = call_flags(r);
+	uint32_t f = conn_call_flags(r);
 	int err = 0, ret;
 
 	switch (r->type) {
 	case NBD_CMD_READ:
 		ret = reply_read(o, &c->xp, r, c->e, &err);
-		count(c, r, err);
+		conn_count(c, r, err);
 		return ret;
 	case NBD_CMD_BLOCK_STATUS:
 		ret = reply_block_status(o, &c->xp, r, c->e, &err);
-		count(c, r, err);
+		conn_count(c, r, err);
 		return ret;
 	case NBD_CMD_WRITE:
 		err = export_pwrite(c->e, data, (size_t)r->length, r->offset, f);
@@ -220,7 +180,7 @@ static int exec_request(struct conn *c, const struct nbd_request *r,
 	if (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
 	    r->type == NBD_CMD_WRITE_ZEROES)
 		atomic_store(&c->dirty, true);
-	count(c, r, err);
+	conn_count(c, r, err);
 	if (err)
 		return reply_error(o, &c->xp, r, nbd_errno_to_wire(-err));
 	return reply_ok(o, &c->xp, r);
@@ -284,7 +244,7 @@ static int fill(struct conn *c, size_t need)
 }
 
 /* Copy @len payload bytes to @dst: first what is buffered, then the rest. */
-static int take(struct conn *c, uint8_t *dst, size_t len)
+int conn_take(struct conn *c, uint8_t *dst, size_t len)
 {
 	size_t have = MIN(c->rlen - c->rpos, len);
 
@@ -335,7 +295,7 @@ static int run_inline(struct conn *c, const struct nbd_request *r,
 			c->pbuf = p;
 			c->pcap = (size_t)plen;
 		}
-		ret = take(c, c->pbuf, (size_t)plen);
+		ret = conn_take(c, c->pbuf, (size_t)plen);
 		if (ret < 0)
 			return ret;
 		data = c->pbuf;
@@ -382,7 +342,7 @@ static void *worker_main(void *arg)
 
 		r = exec_request(c, &j->r, j->data, &o);
 		if (r < 0)
-			mark_dead(c, r);
+			conn_mark_dead(c, r);
 		send_out(c, &o);
 		atomic_fetch_sub(&c->in_flight, 1);
 
@@ -432,7 +392,7 @@ static int enqueue(struct conn *c, const struct nbd_request *r, uint64_t plen)
 	j->r = *r;
 	if (plen) {
 		j->data = malloc((size_t)plen);
-		ret = j->data ? take(c, j->data, (size_t)plen) : -ENOMEM;
+		ret = j->data ? conn_take(c, j->data, (size_t)plen) : -ENOMEM;
 		if (ret < 0) {
 			free(j->data);
 			free(j);
@@ -446,7 +406,8 @@ static int enqueue(struct conn *c, const struct nbd_request *r, uint64_t plen)
 		return run_here(c, j);
 	}
 	while (c->queued >= MAX_QUEUED ||
-	       (c->queued && c->queued_bytes + plen > MAX_QUEUED_BYTES))
+	       (c->queued && c->queued_bytes + plen > MAX_QUEUED_BYTES) ||
+	       (c->async && async_full(c)))
 		pthread_cond_wait(&c->qspace, &c->qlock);
 	c->queued++;
 	c->waiting++;
@@ -482,7 +443,7 @@ static int refuse(struct conn *c, const struct nbd_request *r, uint64_t plen,
 
 	if (ret < 0)
 		return ret;
-	count(c, r, true);
+	conn_count(c, r, true);
 	if (c->inline_exec) {
 		ret = reply_error(&c->batch, &c->xp, r, err);
 	} else {
@@ -513,6 +474,7 @@ static int serve_one(struct conn *c, const struct nbd_request *r)
 {
 	uint64_t plen = nbd_request_payload_len(r, c->xp.extended);
 	uint32_t err;
+	int op;
 
 	c->xp.size = current_size(c);
 	err = nbd_check_request(&c->xp, r);
@@ -539,6 +501,10 @@ static int serve_one(struct conn *c, const struct nbd_request *r)
 	}
 	if (c->inline_exec)
 		return run_inline(c, r, plen);
+	op = conn_op_of(r->type);
+	if (c->async && op >= 0 &&
+	    export_can_submit(c->e, (enum nbdd_op)op, conn_call_flags(r)))
+		return async_submit(c, r, (enum nbdd_op)op, plen);
 	return enqueue(c, r, plen);
 }
 
@@ -571,6 +537,7 @@ int conn_run(struct conn *c)
 	}
 	/* Drain: queued requests are answered, then the batch goes out. */
 	stop_workers(c);
+	async_drain(c);
 	flush_batch(c);
 	if (atomic_load(&c->dirty) && (c->e->caps & NBDD_CAP_FLUSH))
 		export_flush(c->e);
@@ -616,6 +583,7 @@ struct conn *conn_new(int fd, enum conn_mode mode, const struct negotiated *neg)
 	c->hdr_size = c->xp.extended ? NBD_EXTENDED_REQUEST_SIZE
 				     : NBD_SIMPLE_REQUEST_SIZE;
 	c->inline_exec = export_is_inline(e);
+	c->async = backend_has_aio(&e->b);
 	c->max_workers = e->workers ? e->workers : 8;
 	c->qtail = &c->qhead;
 	c->rbuf = malloc(RBUF_SIZE);
@@ -630,6 +598,13 @@ struct conn *conn_new(int fd, enum conn_mode mode, const struct negotiated *neg)
 	pthread_mutex_init(&c->qlock, NULL);
 	pthread_cond_init(&c->qwork, NULL);
 	pthread_cond_init(&c->qspace, NULL);
+	if (async_init(c) < 0) {
+		c->fd = -1; /* the caller still owns it */
+		c->tls = NULL;
+		c->e = NULL;
+		conn_free(c);
+		return NULL;
+	}
 	return c;
 }
 
@@ -662,6 +637,7 @@ void conn_free(struct conn *c)
 	tls_session_free(c->tls);
 	close(c->fd);
 	nbdd_export_unref(c->e);
+	async_free(c);
 	pthread_mutex_destroy(&c->wlock);
 	pthread_mutex_destroy(&c->qlock);
 	pthread_cond_destroy(&c->qwork);

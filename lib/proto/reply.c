@@ -159,6 +159,27 @@ static int put_sparse_read(struct outbuf *o, const struct nbd_xmit_params *xp,
 	return ret;
 }
 
+uint8_t *reply_read_start(struct outbuf *o, const struct nbd_xmit_params *xp,
+			  const struct nbd_request *r)
+{
+	uint8_t *p;
+
+	if (!xp->structured && !xp->extended) {
+		p = outbuf_reserve(o, NBD_SIMPLE_REPLY_SIZE + r->length);
+		if (!p)
+			return NULL;
+		nbd_encode_simple_reply(p, r->cookie, 0);
+		o->len += NBD_SIMPLE_REPLY_SIZE + r->length;
+		return p + NBD_SIMPLE_REPLY_SIZE;
+	}
+	p = put_chunk(o, xp, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
+		      8 + r->length);
+	if (!p)
+		return NULL;
+	nbd_put64(p, r->offset);
+	return p + 8;
+}
+
 int reply_read(struct outbuf *o, const struct nbd_xmit_params *xp,
 	       const struct nbd_request *r, struct nbdd_export *e, int *err)
 {
@@ -166,21 +187,13 @@ int reply_read(struct outbuf *o, const struct nbd_xmit_params *xp,
 	uint8_t *p;
 	int ret;
 
-	if (!xp->structured && !xp->extended) {
-		p = outbuf_reserve(o, NBD_SIMPLE_REPLY_SIZE + r->length);
-		if (!p)
-			return -ENOMEM;
-		nbd_encode_simple_reply(p, r->cookie, 0);
-		o->len += NBD_SIMPLE_REPLY_SIZE + r->length;
-		ret = export_pread(e, p + NBD_SIMPLE_REPLY_SIZE,
-				   (size_t)r->length, r->offset, 0);
-	} else if (r->length >= SPARSE_READ_MIN &&
-		   !(r->flags & NBD_CMD_FLAG_DF) &&
-		   (e->caps & NBDD_CAP_EXTENTS)) {
+	if ((xp->structured || xp->extended) && r->length >= SPARSE_READ_MIN &&
+	    !(r->flags & NBD_CMD_FLAG_DF) && (e->caps & NBDD_CAP_EXTENTS)) {
 		ret = put_sparse_read(o, xp, r, e);
 	} else {
-		ret = put_data_chunk(o, xp, r, NBD_REPLY_FLAG_DONE, r->offset,
-				     (size_t)r->length, e);
+		p = reply_read_start(o, xp, r);
+		ret = p ? export_pread(e, p, (size_t)r->length, r->offset, 0)
+			: -ENOMEM;
 	}
 	*err = ret;
 	if (ret == -ENOMEM && o->len == mark)

@@ -30,6 +30,15 @@ int reply_error(struct outbuf *o, const struct nbd_xmit_params *xp,
 		const struct nbd_request *r, uint32_t nbd_error);
 
 /*
+ * Append the reply of a READ that succeeds, all but its data: returns
+ * where the r->length data bytes go (already counted in o->len), or NULL
+ * when the buffer cannot grow. A read that fails after all has @o cut
+ * back and reply_error() appended instead.
+ */
+uint8_t *reply_read_start(struct outbuf *o, const struct nbd_xmit_params *xp,
+			  const struct nbd_request *r);
+
+/*
  * Run a READ against @e and append its reply: data, or with structured
  * replies holes where the backend reports zeroes. A backend error becomes
  * an error reply. *@err receives the backend's -errno (0 on success).

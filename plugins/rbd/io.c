@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The rbd plugin's data path. Our ABI is synchronous: each of up to 8
- * worker threads per connection calls in and waits for its answer. Every
- * request is one librbd aio call with its own completion that the calling
- * worker waits on, so all the workers' requests are in flight in librbd at
- * once on the one shared image handle (librbd is thread-safe), and we
- * create no thread of our own.
+ * The rbd plugin's data path: every request is one librbd aio call on
+ * the export's one image handle (librbd is thread-safe), so everything
+ * nbdd has in flight is in flight in librbd too.
+ *
+ * nbdd uses the .aio_ callbacks: the reader thread submits, and librbd's
+ * completion thread ends the request with nbdd_request_done(), which
+ * sends the reply; no thread of nbdd's waits in between. The synchronous
+ * callbacks (the flush when the export closes, and the ABI's required
+ * .pread) submit the same way and wait for the completion.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,6 +22,23 @@
  */
 #define EXTENTS_MAX (1ull << 30)
 
+enum op { OP_READ, OP_WRITE, OP_FLUSH, OP_DISCARD, OP_WRITE_ZEROES };
+
+static const char *const op_names[] = {
+	[OP_READ] = "read", [OP_WRITE] = "write", [OP_FLUSH] = "flush",
+	[OP_DISCARD] = "discard", [OP_WRITE_ZEROES] = "write_zeroes",
+};
+
+/* One request on its way through librbd. */
+struct pending {
+	struct rbd *r;
+	enum op op;
+	char *buf; /* read into, or written from */
+	uint64_t count, offset;
+	int zflags;                /* write_zeroes */
+	struct nbdd_request *req;  /* asynchronous: whom to tell */
+};
+
 /* Reason for a failed request: the op, the image and Ceph's errno. */
 static int failed(const struct rbd *r, const char *op, uint64_t count,
 		  uint64_t offset, int err)
@@ -29,95 +49,96 @@ static int failed(const struct rbd *r, const char *op, uint64_t count,
 	return err;
 }
 
-/*
- * The result of one aio request: @submitted is what submitting it on @c
- * returned. Wait for it, release @c, and return librbd's answer (>= 0,
- * or a negative errno).
- */
-static ssize_t wait_for(rbd_completion_t c, int submitted)
+static int submit(const struct pending *p, rbd_completion_t c)
 {
-	ssize_t n = submitted;
+	rbd_image_t image = p->r->image;
 
-	if (submitted >= 0) {
-		rbd_aio_wait_for_complete(c);
-		n = rbd_aio_get_return_value(c);
+	switch (p->op) {
+	case OP_READ:
+		return rbd_aio_read(image, p->offset, p->count, p->buf, c);
+	case OP_WRITE:
+		return rbd_aio_write(image, p->offset, p->count, p->buf, c);
+	case OP_FLUSH:
+		return rbd_aio_flush(image, c);
+	case OP_DISCARD:
+		return rbd_aio_discard(image, p->offset, p->count, c);
+	case OP_WRITE_ZEROES:
+		return rbd_aio_write_zeroes(image, p->offset, p->count, c,
+					    p->zflags, 0);
 	}
-	rbd_aio_release(c);
-	return n;
+	return -EINVAL;
 }
 
-int rbd_plugin_pread(void *handle, void *buf, size_t count, uint64_t offset,
-		     uint32_t flags)
+/*
+ * What librbd's answer @n (bytes, or a negative errno) means for nbdd:
+ * 0, or the errno with the reason recorded (the op, the image, Ceph's
+ * errno).
+ */
+static int result(const struct pending *p, ssize_t n)
 {
-	struct rbd *r = handle;
-	rbd_completion_t c;
-	ssize_t n;
-
-	(void)flags;
-	n = rbd_aio_create_completion(NULL, NULL, &c);
-	if (n == 0)
-		n = wait_for(c, rbd_aio_read(r->image, offset, count, buf, c));
-	if (n < 0)
-		return failed(r, "read", count, offset, (int)n);
-	/* Short only if the image shrank under us: past its end is zeroes. */
-	if ((size_t)n < count)
-		memset((char *)buf + n, 0, count - (size_t)n);
-	return 0;
-}
-
-int rbd_plugin_flush(void *handle, uint32_t flags)
-{
-	struct rbd *r = handle;
-	rbd_completion_t c;
-	ssize_t n;
-
-	(void)flags;
-	n = rbd_aio_create_completion(NULL, NULL, &c);
-	if (n == 0)
-		n = wait_for(c, rbd_aio_flush(r->image, c));
-	if (n < 0) {
-		nbdd_backend_error("rbd: flush of %s: %s", r->name,
+	if (n < 0 && p->op == OP_FLUSH) {
+		nbdd_backend_error("rbd: flush of %s: %s", p->r->name,
 				   strerror((int)-n));
 		return (int)n;
 	}
+	if (n < 0)
+		return failed(p->r, op_names[p->op], p->count, p->offset,
+			      (int)n);
+	/* Short only if the image shrank under us: past its end is zeroes. */
+	if (p->op == OP_READ && (uint64_t)n < p->count)
+		memset(p->buf + n, 0, (size_t)(p->count - (uint64_t)n));
 	return 0;
 }
 
-/* FUA is not claimed (see rbd_capabilities): nbdd flushes after us. */
-int rbd_plugin_pwrite(void *handle, const void *buf, size_t count,
-		      uint64_t offset, uint32_t flags)
+/* Synchronously: submit and wait for the completion. */
+static int run(const struct pending *p)
 {
-	struct rbd *r = handle;
 	rbd_completion_t c;
-	ssize_t n;
+	ssize_t n = rbd_aio_create_completion(NULL, NULL, &c);
 
-	(void)flags;
-	n = rbd_aio_create_completion(NULL, NULL, &c);
-	if (n == 0)
-		n = wait_for(c, rbd_aio_write(r->image, offset, count, buf, c));
-	if (n < 0)
-		return failed(r, "write", count, offset, (int)n);
-	return 0;
+	if (n == 0) {
+		n = submit(p, c);
+		if (n >= 0) {
+			rbd_aio_wait_for_complete(c);
+			n = rbd_aio_get_return_value(c);
+		}
+		rbd_aio_release(c);
+	}
+	return result(p, n);
 }
 
-/*
- * librbd may skip the parts of a discard smaller than
- * rbd_discard_granularity_bytes: trim is advice, and NBD allows that.
- */
-int rbd_plugin_trim(void *handle, uint64_t count, uint64_t offset,
-		    uint32_t flags)
+/* librbd's completion thread: the request is over. */
+static void ended(rbd_completion_t c, void *arg)
 {
-	struct rbd *r = handle;
-	rbd_completion_t c;
-	ssize_t n;
+	struct pending *p = arg;
+	ssize_t n = rbd_aio_get_return_value(c);
 
-	(void)flags;
-	n = rbd_aio_create_completion(NULL, NULL, &c);
-	if (n == 0)
-		n = wait_for(c, rbd_aio_discard(r->image, offset, count, c));
-	if (n < 0)
-		return failed(r, "discard", count, offset, (int)n);
-	return 0;
+	rbd_aio_release(c);
+	nbdd_request_done(p->req, result(p, n));
+	free(p);
+}
+
+/* Asynchronously: 0 once librbd has it, and ended() will follow. */
+static int start(const struct pending *in)
+{
+	struct pending *p = malloc(sizeof(*p));
+	rbd_completion_t c;
+	int e;
+
+	if (!p)
+		return result(in, -ENOMEM);
+	*p = *in;
+	e = rbd_aio_create_completion(p, ended, &c);
+	if (e == 0) {
+		e = submit(p, c);
+		if (e < 0)
+			rbd_aio_release(c);
+	}
+	if (e < 0) {
+		e = result(p, e);
+		free(p);
+	}
+	return e < 0 ? e : 0;
 }
 
 /*
@@ -125,22 +146,92 @@ int rbd_plugin_trim(void *handle, uint64_t count, uint64_t offset,
  * NBDD_F_MAY_TRIM (the client said NO_HOLE) it must leave the range
  * allocated, which librbd calls thick provisioning.
  */
+static int zero_flags(uint32_t flags)
+{
+	return flags & NBDD_F_MAY_TRIM ? 0
+				       : RBD_WRITE_ZEROES_FLAG_THICK_PROVISION;
+}
+
+/*
+ * The callbacks. FUA is not claimed (see rbd_capabilities): nbdd flushes
+ * after us. librbd may skip the parts of a discard smaller than
+ * rbd_discard_granularity_bytes: trim is advice, and NBD allows that.
+ */
+int rbd_plugin_pread(void *handle, void *buf, size_t count, uint64_t offset,
+		     uint32_t flags)
+{
+	return run(&(struct pending){ .r = handle, .op = OP_READ, .buf = buf,
+				      .count = count, .offset = offset });
+}
+
+int rbd_plugin_aio_pread(void *handle, void *buf, size_t count,
+			 uint64_t offset, uint32_t flags,
+			 struct nbdd_request *req)
+{
+	return start(&(struct pending){ .r = handle, .op = OP_READ,
+					.buf = buf, .count = count,
+					.offset = offset, .req = req });
+}
+
+int rbd_plugin_pwrite(void *handle, const void *buf, size_t count,
+		      uint64_t offset, uint32_t flags)
+{
+	return run(&(struct pending){ .r = handle, .op = OP_WRITE,
+				      .buf = (char *)buf, .count = count,
+				      .offset = offset });
+}
+
+int rbd_plugin_aio_pwrite(void *handle, const void *buf, size_t count,
+			  uint64_t offset, uint32_t flags,
+			  struct nbdd_request *req)
+{
+	return start(&(struct pending){ .r = handle, .op = OP_WRITE,
+					.buf = (char *)buf, .count = count,
+					.offset = offset, .req = req });
+}
+
+int rbd_plugin_flush(void *handle, uint32_t flags)
+{
+	return run(&(struct pending){ .r = handle, .op = OP_FLUSH });
+}
+
+int rbd_plugin_aio_flush(void *handle, uint32_t flags,
+			 struct nbdd_request *req)
+{
+	return start(&(struct pending){ .r = handle, .op = OP_FLUSH,
+					.req = req });
+}
+
+int rbd_plugin_trim(void *handle, uint64_t count, uint64_t offset,
+		    uint32_t flags)
+{
+	return run(&(struct pending){ .r = handle, .op = OP_DISCARD,
+				      .count = count, .offset = offset });
+}
+
+int rbd_plugin_aio_trim(void *handle, uint64_t count, uint64_t offset,
+			uint32_t flags, struct nbdd_request *req)
+{
+	return start(&(struct pending){ .r = handle, .op = OP_DISCARD,
+					.count = count, .offset = offset,
+					.req = req });
+}
+
 int rbd_plugin_zero(void *handle, uint64_t count, uint64_t offset,
 		    uint32_t flags)
 {
-	struct rbd *r = handle;
-	int zflags =
-	    flags & NBDD_F_MAY_TRIM ? 0 : RBD_WRITE_ZEROES_FLAG_THICK_PROVISION;
-	rbd_completion_t c;
-	ssize_t n;
+	return run(&(struct pending){ .r = handle, .op = OP_WRITE_ZEROES,
+				      .count = count, .offset = offset,
+				      .zflags = zero_flags(flags) });
+}
 
-	n = rbd_aio_create_completion(NULL, NULL, &c);
-	if (n == 0)
-		n = wait_for(c, rbd_aio_write_zeroes(r->image, offset, count, c,
-						     zflags, 0));
-	if (n < 0)
-		return failed(r, "write_zeroes", count, offset, (int)n);
-	return 0;
+int rbd_plugin_aio_zero(void *handle, uint64_t count, uint64_t offset,
+			uint32_t flags, struct nbdd_request *req)
+{
+	return start(&(struct pending){ .r = handle, .op = OP_WRITE_ZEROES,
+					.count = count, .offset = offset,
+					.zflags = zero_flags(flags),
+					.req = req });
 }
 
 /* ---- block status ---- */

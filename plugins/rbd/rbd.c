@@ -6,7 +6,8 @@
  * — a Ceph RBD image through librbd, as rbd-nbd serves one.
  *
  * One cluster connection and one image handle per export, shared by all
- * its connections (NBDD_THREAD_PARALLEL; see io.c for the data path).
+ * its connections (NBDD_THREAD_PARALLEL; io.c is the data path, through
+ * the asynchronous callbacks).
  * Because every NBD connection goes through that one handle and its one
  * cache, a flush on any connection covers writes made on all of them:
  * multi-conn is advertised. Other Ceph clients of the same image are
@@ -438,6 +439,11 @@ static const struct nbdd_backend rbd_backend = {
     .zero = rbd_plugin_zero,
     .extents = rbd_plugin_extents,
     .resize = rbd_resize_cb,
+    .aio_pread = rbd_plugin_aio_pread,
+    .aio_pwrite = rbd_plugin_aio_pwrite,
+    .aio_flush = rbd_plugin_aio_flush,
+    .aio_trim = rbd_plugin_aio_trim,
+    .aio_zero = rbd_plugin_aio_zero,
 };
 
 NBDD_BACKEND_REGISTER(rbd_backend)

@@ -18,7 +18,8 @@ struct rbd {
 	bool exclusive;
 };
 
-/* io.c: the data callbacks, one librbd aio request each. */
+/* io.c: the data callbacks, one librbd aio request each; synchronous
+ * ones wait for it, .aio_ ones end it from librbd's completion thread. */
 int rbd_plugin_pread(void *handle, void *buf, size_t count, uint64_t offset,
 		     uint32_t flags);
 int rbd_plugin_pwrite(void *handle, const void *buf, size_t count,
@@ -28,6 +29,18 @@ int rbd_plugin_trim(void *handle, uint64_t count, uint64_t offset,
 		    uint32_t flags);
 int rbd_plugin_zero(void *handle, uint64_t count, uint64_t offset,
 		    uint32_t flags);
+int rbd_plugin_aio_pread(void *handle, void *buf, size_t count,
+			 uint64_t offset, uint32_t flags,
+			 struct nbdd_request *req);
+int rbd_plugin_aio_pwrite(void *handle, const void *buf, size_t count,
+			  uint64_t offset, uint32_t flags,
+			  struct nbdd_request *req);
+int rbd_plugin_aio_flush(void *handle, uint32_t flags,
+			 struct nbdd_request *req);
+int rbd_plugin_aio_trim(void *handle, uint64_t count, uint64_t offset,
+			uint32_t flags, struct nbdd_request *req);
+int rbd_plugin_aio_zero(void *handle, uint64_t count, uint64_t offset,
+			uint32_t flags, struct nbdd_request *req);
 int rbd_plugin_extents(void *handle, uint64_t count, uint64_t offset,
 		       uint32_t flags, struct nbdd_extents *out);
 

@@ -3,7 +3,8 @@
  * The transmission engine (lib/proto/conn.c) driven from the other end of
  * a socketpair: ordering, pipelining, validation that keeps the stream in
  * sync, error mapping, draining on disconnect, structured and extended
- * replies, and the worker pool.
+ * replies, the worker pool, and the asynchronous path (.aio_ callbacks
+ * that end requests on threads of their own, or before they return).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -29,6 +30,8 @@ struct disk {
 	atomic_int flushes;
 	atomic_int writes;
 	int fail_read; /* -errno returned by pread when set */
+	int fail_submit; /* -errno returned by the .aio_ callbacks when set */
+	atomic_int aio_started, aio_ended;
 	int slow_us;   /* sleep in each call, to reorder replies */
 	uint64_t hole_from; /* extents: [hole_from, size) is a hole */
 };
@@ -119,6 +122,109 @@ static struct nbdd_backend disk_backend = {
 	.resize = d_resize,
 };
 
+/* ---- the asynchronous flavour: requests end on threads of their own ---- */
+
+struct aio_job {
+	enum { AIO_READ, AIO_WRITE, AIO_FLUSH } op;
+	void *buf;
+	size_t count;
+	uint64_t off;
+	struct nbdd_request *req;
+};
+
+static int aio_run(const struct aio_job *j)
+{
+	switch (j->op) {
+	case AIO_READ:
+		return d_pread(NULL, j->buf, j->count, j->off, 0);
+	case AIO_WRITE:
+		return d_pwrite(NULL, j->buf, j->count, j->off, 0);
+	default:
+		return d_flush(NULL, 0);
+	}
+}
+
+static void *aio_thread(void *arg)
+{
+	struct aio_job *j = arg;
+
+	nbdd_request_done(j->req, aio_run(j));
+	free(j);
+	atomic_fetch_add(&the_disk.aio_ended, 1);
+	return NULL;
+}
+
+/* Every other request ends before its callback returns; the rest later. */
+static int aio_start(struct aio_job j)
+{
+	pthread_attr_t attr;
+	struct aio_job *p;
+	pthread_t t;
+	int r;
+
+	if (the_disk.fail_submit)
+		return the_disk.fail_submit;
+	if (atomic_fetch_add(&the_disk.aio_started, 1) % 2 == 0) {
+		nbdd_request_done(j.req, aio_run(&j));
+		atomic_fetch_add(&the_disk.aio_ended, 1);
+		return 0;
+	}
+	p = malloc(sizeof(*p));
+	assert_non_null(p);
+	*p = j;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&t, &attr, aio_thread, p);
+	pthread_attr_destroy(&attr);
+	assert_int_equal(r, 0);
+	return 0;
+}
+
+static int a_pread(void *h, void *buf, size_t count, uint64_t off,
+		   uint32_t f, struct nbdd_request *req)
+{
+	return aio_start((struct aio_job){ AIO_READ, buf, count, off, req });
+}
+
+static int a_pwrite(void *h, const void *buf, size_t count, uint64_t off,
+		    uint32_t f, struct nbdd_request *req)
+{
+	return aio_start((struct aio_job){ AIO_WRITE, (void *)buf, count, off,
+					   req });
+}
+
+static int a_flush(void *h, uint32_t f, struct nbdd_request *req)
+{
+	return aio_start((struct aio_job){ AIO_FLUSH, NULL, 0, 0, req });
+}
+
+/* How the test backend runs requests. */
+enum exec { WORKERS, INLINE, ASYNC };
+
+static void set_exec(enum exec how)
+{
+	bool async = how == ASYNC;
+
+	disk_backend.flags = how == INLINE ? NBDD_BACKEND_INLINE : 0;
+	disk_backend.aio_pread = async ? a_pread : NULL;
+	disk_backend.aio_pwrite = async ? a_pwrite : NULL;
+	disk_backend.aio_flush = async ? a_flush : NULL;
+	/* Async: more in flight than the socket holds replies for. */
+	disk_backend.max_in_flight = async ? 128 : 0;
+}
+
+/* Wait (bounded) until every asynchronous request's thread is done. */
+static void wait_aio_ended(void)
+{
+	uint64_t deadline = now_ms() + 10000;
+
+	while (atomic_load(&the_disk.aio_ended) <
+	       atomic_load(&the_disk.aio_started)) {
+		assert_true(now_ms() < deadline);
+		usleep(1000);
+	}
+}
+
 /* ---- the server side: conn_run on a thread ---- */
 
 struct server {
@@ -137,7 +243,7 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static void start(struct server *s, bool inline_backend, enum conn_mode mode,
+static void start(struct server *s, enum exec how, enum conn_mode mode,
 		  bool structured, bool extended)
 {
 	struct negotiated neg = { .min_block = 1 };
@@ -147,7 +253,7 @@ static void start(struct server *s, bool inline_backend, enum conn_mode mode,
 	the_disk.size = DISK_SIZE;
 	the_disk.data = calloc(1, 2 * DISK_SIZE);
 	the_disk.hole_from = DISK_SIZE;
-	disk_backend.flags = inline_backend ? NBDD_BACKEND_INLINE : 0;
+	set_exec(how);
 	assert_int_equal(nbdd_export_new(&disk_backend, NULL, 0, NULL,
 					 &neg.export), 0);
 	neg.structured = structured || extended;
@@ -166,6 +272,7 @@ static int stop(struct server *s)
 	close(s->client_fd);
 	pthread_join(s->thread, NULL);
 	conn_free(s->conn);
+	wait_aio_ended();
 	free(the_disk.data);
 	return s->result;
 }
@@ -248,13 +355,13 @@ static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
 
 /* ---- tests ---- */
 
-static void write_then_read(bool inline_backend)
+static void write_then_read(enum exec how)
 {
 	struct server s;
 	uint8_t out[4096], in[4096];
 	uint64_t cookie;
 
-	start(&s, inline_backend, CONN_KERNEL, false, false);
+	start(&s, how, CONN_KERNEL, false, false);
 	fill_pattern(out, sizeof(out), 1);
 	send_req(s.client_fd, false, NBD_CMD_WRITE, 0, 11, 8192, 4096, out);
 	assert_int_equal(recv_simple(s.client_fd, &cookie), 0);
@@ -271,12 +378,17 @@ static void write_then_read(bool inline_backend)
 
 static void test_write_read_inline(void **state)
 {
-	write_then_read(true);
+	write_then_read(INLINE);
 }
 
 static void test_write_read_workers(void **state)
 {
-	write_then_read(false);
+	write_then_read(WORKERS);
+}
+
+static void test_write_read_async(void **state)
+{
+	write_then_read(ASYNC);
 }
 
 /*
@@ -284,7 +396,7 @@ static void test_write_read_workers(void **state)
  * replies come back out of order: every cookie is answered exactly once
  * and every read returns what the write before the burst stored.
  */
-static void pipelined(bool inline_backend)
+static void pipelined(enum exec how)
 {
 	enum { N = 64 };
 	struct server s;
@@ -294,10 +406,10 @@ static void pipelined(bool inline_backend)
 	uint8_t in[512];
 	int i;
 
-	start(&s, inline_backend, CONN_KERNEL, false, false);
+	start(&s, how, CONN_KERNEL, false, false);
 	for (i = 0; i < N; i++)
 		fill_pattern(the_disk.data + i * 512, 512, (unsigned)i);
-	the_disk.slow_us = inline_backend ? 0 : 2000;
+	the_disk.slow_us = how == INLINE ? 0 : 2000;
 	for (i = 0; i < N; i++) {
 		fill_pattern(buf[i], 512, (unsigned)(i + 100));
 		send_req(s.client_fd, false, NBD_CMD_READ, 0, (uint64_t)i,
@@ -325,12 +437,17 @@ static void pipelined(bool inline_backend)
 
 static void test_pipelined_inline(void **state)
 {
-	pipelined(true);
+	pipelined(INLINE);
 }
 
 static void test_pipelined_workers(void **state)
 {
-	pipelined(false);
+	pipelined(WORKERS);
+}
+
+static void test_pipelined_async(void **state)
+{
+	pipelined(ASYNC);
 }
 
 /* A refused write has its payload drained; the next request still works. */
@@ -340,7 +457,7 @@ static void test_invalid_write_keeps_sync(void **state)
 	uint8_t out[4096], in[4096];
 	uint64_t cookie;
 
-	start(&s, true, CONN_KERNEL, false, false);
+	start(&s, INLINE, CONN_KERNEL, false, false);
 	memset(out, 0xab, sizeof(out));
 	/* straddles the end of the disk */
 	send_req(s.client_fd, false, NBD_CMD_WRITE, 0, 1, DISK_SIZE - 1024,
@@ -381,7 +498,7 @@ static void size_follows(enum conn_mode mode)
 {
 	struct server s;
 
-	start(&s, true, mode, false, false);
+	start(&s, INLINE, mode, false, false);
 	assert_int_equal(nbdd_export_resize(s.e, DISK_SIZE / 2), 0);
 	assert_int_equal(read_at(s.client_fd, 1, DISK_SIZE / 2), NBD_EINVAL);
 	assert_int_equal(read_at(s.client_fd, 2, DISK_SIZE / 2 - 4096), 0);
@@ -411,7 +528,7 @@ static void test_oversized_payload(void **state)
 	uint64_t cookie;
 
 	assert_non_null(out);
-	start(&s, true, CONN_KERNEL, false, false);
+	start(&s, INLINE, CONN_KERNEL, false, false);
 	send_req(s.client_fd, false, NBD_CMD_WRITE, 0, 5, 0, big, NULL);
 	send_all(s.client_fd, out, big);
 	assert_int_not_equal(recv_simple(s.client_fd, &cookie), 0);
@@ -431,7 +548,7 @@ static void test_bad_magic_disconnects(void **state)
 	struct server s;
 	char c;
 
-	start(&s, true, CONN_KERNEL, false, false);
+	start(&s, INLINE, CONN_KERNEL, false, false);
 	memset(junk, 0x5a, sizeof(junk));
 	send_all(s.client_fd, junk, sizeof(junk));
 	assert_int_equal(read(s.client_fd, &c, 1), 0); /* EOF */
@@ -453,7 +570,7 @@ static void test_backend_error_mapping(void **state)
 	uint64_t cookie;
 	size_t i;
 
-	start(&s, true, CONN_KERNEL, false, false);
+	start(&s, INLINE, CONN_KERNEL, false, false);
 	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		the_disk.fail_read = cases[i].err;
 		send_req(s.client_fd, false, NBD_CMD_READ, 0, i, 0, 512, NULL);
@@ -465,7 +582,7 @@ static void test_backend_error_mapping(void **state)
 }
 
 /* DISC: in-flight requests are answered, then written data is flushed. */
-static void test_disc_drains_and_flushes(void **state)
+static void disc_drains_and_flushes(enum exec how)
 {
 	enum { N = 16 };
 	struct server s;
@@ -474,7 +591,7 @@ static void test_disc_drains_and_flushes(void **state)
 	int i;
 	char c;
 
-	start(&s, false, CONN_KERNEL, false, false);
+	start(&s, how, CONN_KERNEL, false, false);
 	the_disk.slow_us = 5000;
 	memset(out, 0x42, sizeof(out));
 	for (i = 0; i < N; i++)
@@ -489,6 +606,16 @@ static void test_disc_drains_and_flushes(void **state)
 	assert_true(the_disk.flushes >= 1);
 }
 
+static void test_disc_drains_and_flushes(void **state)
+{
+	disc_drains_and_flushes(WORKERS);
+}
+
+static void test_disc_drains_async(void **state)
+{
+	disc_drains_and_flushes(ASYNC);
+}
+
 /* Statistics count requests, bytes and errors per operation. */
 static void test_stats(void **state)
 {
@@ -497,7 +624,7 @@ static void test_stats(void **state)
 	struct server s;
 	uint64_t cookie;
 
-	start(&s, true, CONN_KERNEL, false, false);
+	start(&s, INLINE, CONN_KERNEL, false, false);
 	send_req(s.client_fd, false, NBD_CMD_WRITE, 0, 1, 0, 1024, out);
 	send_req(s.client_fd, false, NBD_CMD_READ, 0, 2, 0, 1024, NULL);
 	send_req(s.client_fd, false, NBD_CMD_READ, 0, 3, DISK_SIZE, 1024, NULL);
@@ -521,7 +648,7 @@ static void test_structured_read(void **state)
 	struct server s;
 	struct chunk c;
 
-	start(&s, true, CONN_NETWORK, true, false);
+	start(&s, INLINE, CONN_NETWORK, true, false);
 	fill_pattern(the_disk.data + 4096, 1024, 9);
 	send_req(s.client_fd, false, NBD_CMD_READ, 0, 7, 4096, 1024, NULL);
 	recv_chunk(s.client_fd, false, &c);
@@ -540,7 +667,7 @@ static void test_structured_sparse_read(void **state)
 	struct server s;
 	struct chunk c;
 
-	start(&s, true, CONN_NETWORK, true, false);
+	start(&s, INLINE, CONN_NETWORK, true, false);
 	/* the second MiB onwards is a hole */
 	the_disk.hole_from = 1u << 20;
 	send_req(s.client_fd, false, NBD_CMD_READ, 0, 8, (1u << 20) - 65536,
@@ -571,7 +698,7 @@ static void block_status(bool ext)
 	struct chunk c;
 	const uint8_t *d;
 
-	start(&s, true, CONN_NETWORK, true, ext);
+	start(&s, INLINE, CONN_NETWORK, true, ext);
 	the_disk.hole_from = 1u << 20;
 	send_req(s.client_fd, ext, NBD_CMD_BLOCK_STATUS, 0, 3, 0, 2u << 20,
 		 NULL);
@@ -623,7 +750,7 @@ static void test_extended_write_reply(void **state)
 	struct server s;
 	struct chunk c;
 
-	start(&s, true, CONN_NETWORK, true, true);
+	start(&s, INLINE, CONN_NETWORK, true, true);
 	memset(out, 0x11, sizeof(out));
 	send_req(s.client_fd, true, NBD_CMD_WRITE, NBD_CMD_FLAG_PAYLOAD_LEN, 21,
 		 512, 512, out);
@@ -646,7 +773,7 @@ static void test_extended_huge_payload_disconnects(void **state)
 	struct server s;
 	char c;
 
-	start(&s, true, CONN_NETWORK, true, true);
+	start(&s, INLINE, CONN_NETWORK, true, true);
 	send_req(s.client_fd, true, NBD_CMD_WRITE, NBD_CMD_FLAG_PAYLOAD_LEN, 1,
 		 0, 1ull << 40, NULL);
 	assert_int_equal(read(s.client_fd, &c, 1), 0);
@@ -654,12 +781,131 @@ static void test_extended_huge_payload_disconnects(void **state)
 	assert_int_equal(the_disk.writes, 0);
 }
 
+/*
+ * Asynchronous errors: one that ends a request and one refused at
+ * submission each fail that request only, with the matching NBD error.
+ */
+static void test_async_errors(void **state)
+{
+	uint8_t out[512] = { 0 };
+	struct server s;
+	uint64_t cookie;
+
+	start(&s, ASYNC, CONN_KERNEL, false, false);
+	the_disk.fail_read = -ENOSPC;
+	assert_int_equal(read_at(s.client_fd, 1, 0), NBD_ENOSPC);
+	assert_int_equal(read_at(s.client_fd, 2, 0), NBD_ENOSPC);
+	the_disk.fail_read = 0;
+	the_disk.fail_submit = -EPERM;
+	send_req(s.client_fd, false, NBD_CMD_WRITE, 0, 3, 0, 512, out);
+	assert_int_equal(recv_simple(s.client_fd, &cookie), NBD_EPERM);
+	assert_int_equal(cookie, 3);
+	the_disk.fail_submit = 0;
+	assert_int_equal(read_at(s.client_fd, 4, 0), 0);
+	assert_int_equal(stop(&s), 0);
+}
+
+/* FUA the backend lacks: the reply comes after a flush that followed. */
+static void test_async_fua_flushes_first(void **state)
+{
+	uint8_t out[512] = { 1 };
+	struct server s;
+	uint64_t cookie;
+
+	start(&s, ASYNC, CONN_KERNEL, false, false);
+	send_req(s.client_fd, false, NBD_CMD_WRITE, 0, 1, 0, 512, out);
+	assert_int_equal(recv_simple(s.client_fd, &cookie), 0);
+	assert_int_equal(the_disk.flushes, 0);
+	send_req(s.client_fd, false, NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 2, 512,
+		 512, out);
+	assert_int_equal(recv_simple(s.client_fd, &cookie), 0);
+	assert_int_equal(cookie, 2);
+	assert_int_equal(the_disk.flushes, 1);
+	assert_int_equal(the_disk.writes, 2);
+	assert_int_equal(stop(&s), 0);
+}
+
+/*
+ * A client that stops reading: every request still ends, and no thread
+ * of the backend's is kept waiting on the full socket (they all return
+ * while nothing is read). Read later, every reply is whole and in sync.
+ */
+static void test_async_stalled_client(void **state)
+{
+	enum { N = 64, LEN = DISK_SIZE / N };
+	static uint8_t in[LEN], want[LEN];
+	bool seen[N] = { false };
+	uint64_t cookie, deadline;
+	struct server s;
+	int i;
+
+	start(&s, ASYNC, CONN_KERNEL, false, false);
+	for (i = 0; i < N; i++)
+		fill_pattern(the_disk.data + (size_t)i * LEN, LEN, (unsigned)i);
+	for (i = 0; i < N; i++)
+		send_req(s.client_fd, false, NBD_CMD_READ, 0, (uint64_t)i,
+			 (uint64_t)i * LEN, LEN, NULL);
+	/* The whole disk in replies: far more than the socket holds. */
+	deadline = now_ms() + 10000;
+	while (atomic_load(&the_disk.aio_ended) < N) {
+		assert_true(now_ms() < deadline);
+		usleep(1000);
+	}
+	for (i = 0; i < N; i++) {
+		assert_int_equal(recv_simple(s.client_fd, &cookie), 0);
+		assert_true(cookie < N);
+		assert_false(seen[cookie]);
+		seen[cookie] = true;
+		recv_all(s.client_fd, in, LEN);
+		fill_pattern(want, LEN, (unsigned)cookie);
+		assert_memory_equal(in, want, LEN);
+	}
+	assert_int_equal(stop(&s), 0);
+}
+
+/*
+ * Operations without an .aio_ callback (block status here) run on the
+ * workers while reads are asynchronous; their replies share one queue.
+ */
+static void test_async_mixed_with_workers(void **state)
+{
+	struct server s;
+	struct chunk c;
+	bool seen[4] = { false };
+	int i;
+
+	start(&s, ASYNC, CONN_NETWORK, true, false);
+	the_disk.hole_from = 1u << 20;
+	the_disk.slow_us = 2000;
+	fill_pattern(the_disk.data, 1024, 5);
+	send_req(s.client_fd, false, NBD_CMD_READ, 0, 1, 0, 1024, NULL);
+	send_req(s.client_fd, false, NBD_CMD_BLOCK_STATUS, 0, 2, 0, 2u << 20,
+		 NULL);
+	send_req(s.client_fd, false, NBD_CMD_READ, 0, 3, 0, 1024, NULL);
+	for (i = 0; i < 3; i++) {
+		recv_chunk(s.client_fd, false, &c);
+		assert_true(c.cookie >= 1 && c.cookie <= 3);
+		assert_false(seen[c.cookie]);
+		seen[c.cookie] = true;
+		assert_int_equal(c.flags, NBD_REPLY_FLAG_DONE);
+		if (c.cookie == 2) {
+			assert_int_equal(c.type, NBD_REPLY_TYPE_BLOCK_STATUS);
+			assert_int_equal(c.length, 4 + 2 * 8);
+		} else {
+			assert_int_equal(c.type, NBD_REPLY_TYPE_OFFSET_DATA);
+			assert_int_equal(c.length, 8 + 1024);
+			assert_memory_equal(c.payload + 8, the_disk.data, 1024);
+		}
+	}
+	assert_int_equal(stop(&s), 0);
+}
+
 /* conn_shutdown() from another thread ends conn_run() cleanly. */
 static void test_shutdown(void **state)
 {
 	struct server s;
 
-	start(&s, false, CONN_KERNEL, false, false);
+	start(&s, WORKERS, CONN_KERNEL, false, false);
 	conn_shutdown(s.conn);
 	pthread_join(s.thread, NULL);
 	assert_int_equal(s.result, 0);
@@ -673,8 +919,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_read_inline),
 		cmocka_unit_test(test_write_read_workers),
+		cmocka_unit_test(test_write_read_async),
 		cmocka_unit_test(test_pipelined_inline),
 		cmocka_unit_test(test_pipelined_workers),
+		cmocka_unit_test(test_pipelined_async),
 		cmocka_unit_test(test_invalid_write_keeps_sync),
 		cmocka_unit_test(test_kernel_size_follows_resize),
 		cmocka_unit_test(test_network_size_stays_negotiated),
@@ -682,6 +930,11 @@ int main(void)
 		cmocka_unit_test(test_bad_magic_disconnects),
 		cmocka_unit_test(test_backend_error_mapping),
 		cmocka_unit_test(test_disc_drains_and_flushes),
+		cmocka_unit_test(test_disc_drains_async),
+		cmocka_unit_test(test_async_errors),
+		cmocka_unit_test(test_async_fua_flushes_first),
+		cmocka_unit_test(test_async_stalled_client),
+		cmocka_unit_test(test_async_mixed_with_workers),
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_structured_read),
 		cmocka_unit_test(test_structured_sparse_read),

@@ -63,10 +63,18 @@ static int setup(void **state)
 	strcpy(tmp, "/tmp/nbdd-plugin-XXXXXX");
 	if (!mkdtemp(tmp))
 		return -1;
-	make_plugin("abi2", CALLBACKS
-		    "static struct nbdd_backend t = { .abi_version = 2,"
+	make_plugin("future", CALLBACKS
+		    "static struct nbdd_backend t = { .abi_version ="
+		    " NBDD_BACKEND_ABI_VERSION + 1,"
 		    " .struct_size = sizeof(t) + 64, .name = \"future\","
 		    " .open = o, .get_size = s, .pread = r };\n"
+		    "NBDD_BACKEND_REGISTER(t)");
+	/* Built before the .aio_ fields existed: ABI 1, a shorter table. */
+	make_plugin("abi1", CALLBACKS
+		    "static struct nbdd_backend t = { .abi_version = 1,"
+		    " .struct_size = offsetof(struct nbdd_backend, aio_pread),"
+		    " .name = \"old\", .open = o, .get_size = s,"
+		    " .pread = r, .aio_pread = (void *)1 };\n"
 		    "NBDD_BACKEND_REGISTER(t)");
 	make_plugin("nosym",
 		    CALLBACKS "struct nbdd_backend t = { NBDD_BACKEND_HEADER,"
@@ -193,9 +201,29 @@ static void test_good_plugin(void **state)
 
 static void test_future_abi_refused(void **state)
 {
-	expect_load_error("abi2", -EINVAL,
-			  "was built for nbdd backend ABI 2; this nbdd "
-			  "supports up to 1: rebuild it against this nbdd");
+	char want[160];
+
+	snprintf(want, sizeof(want),
+		 "was built for nbdd backend ABI %u; this nbdd supports up "
+		 "to %u: rebuild it against this nbdd",
+		 NBDD_BACKEND_ABI_VERSION + 1, NBDD_BACKEND_ABI_VERSION);
+	expect_load_error("future", -EINVAL, want);
+}
+
+/* An ABI 1 plugin loads; what lies past its table (.aio_) is absent. */
+static void test_abi1_plugin_loads(void **state)
+{
+	struct nbdd_backend b;
+	char path[256];
+	void *dl = NULL;
+
+	snprintf(path, sizeof(path), "%s/abi1.so", tmp);
+	assert_int_equal(plugin_load(path, &b, &dl), 0);
+	assert_string_equal(b.name, "old");
+	assert_non_null(b.pread);
+	assert_null(b.aio_pread);
+	assert_false(backend_has_aio(&b));
+	dlclose(dl);
 }
 
 static void test_missing_symbol(void **state)
@@ -236,6 +264,18 @@ static int r_ok(void *h, void *b, size_t c, uint64_t off, uint32_t f)
 static int w_ok(void *h, const void *b, size_t c, uint64_t off, uint32_t f)
 {
 	return 0;
+}
+
+static int ar_ok(void *h, void *b, size_t c, uint64_t off, uint32_t f,
+		 struct nbdd_request *req)
+{
+	return -EIO;
+}
+
+static int aw_ok(void *h, const void *b, size_t c, uint64_t off, uint32_t f,
+		 struct nbdd_request *req)
+{
+	return -EIO;
 }
 
 static int z_ok(void *h, uint64_t size)
@@ -291,6 +331,25 @@ static void test_backend_copy_checks(void **state)
 	in = good;
 	in.flags = 1u << 9;
 	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
+	/* .aio_ callbacks: concurrent, so parallel; each with its twin. */
+	in = good;
+	in.thread_model = NBDD_THREAD_PARALLEL;
+	in.aio_pread = ar_ok;
+	assert_int_equal(backend_copy(&in, &out, "t"), 0);
+	assert_ptr_equal(out.aio_pread, ar_ok);
+	in.thread_model = NBDD_THREAD_SERIALIZE;
+	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
+	assert_non_null(strstr(nbdd_last_error(), "NBDD_THREAD_PARALLEL"));
+	in.thread_model = NBDD_THREAD_PARALLEL;
+	in.flags = NBDD_BACKEND_INLINE;
+	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
+	assert_non_null(strstr(nbdd_last_error(), "NBDD_BACKEND_INLINE"));
+	in.flags = 0;
+	in.aio_pwrite = aw_ok;
+	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
+	assert_non_null(strstr(nbdd_last_error(), "synchronous twin"));
+	in.pwrite = w_ok;
+	assert_int_equal(backend_copy(&in, &out, "t"), 0);
 	in = good;
 	in.get_size = NULL;
 	assert_int_equal(backend_copy(&in, &out, "t"), -EINVAL);
@@ -305,6 +364,7 @@ int main(void)
 	    cmocka_unit_test(test_installed_plugin_by_name),
 	    cmocka_unit_test(test_good_plugin),
 	    cmocka_unit_test(test_future_abi_refused),
+	    cmocka_unit_test(test_abi1_plugin_loads),
 	    cmocka_unit_test(test_missing_symbol),
 	    cmocka_unit_test(test_not_a_plugin),
 	    cmocka_unit_test(test_backend_copy_checks),
