@@ -2,7 +2,7 @@
 /*
  * rbd:pool=P,image=I[,namespace=N][,snap=S][,conf=FILE][,id=NAME]
  *     [,keyring=FILE][,exclusive=on][,timeout=SECONDS]
- *     [,connect_timeout=SECONDS]
+ *     [,connect_timeout=SECONDS][,cache=on]
  * — a Ceph RBD image through librbd, as rbd-nbd serves one.
  *
  * One cluster connection and one image handle per export, shared by all
@@ -29,6 +29,7 @@ struct options {
 	const char *pool, *image, *namespace, *snap, *conf, *id, *keyring;
 	const char *timeout, *connect_timeout;
 	bool exclusive;
+	bool cache;
 };
 
 /* ---- parameters ---- */
@@ -83,17 +84,28 @@ static const char **string_option(struct options *o, const char *key)
 	return NULL;
 }
 
+static bool *bool_option(struct options *o, const char *key)
+{
+	if (!strcmp(key, "exclusive"))
+		return &o->exclusive;
+	if (!strcmp(key, "cache"))
+		return &o->cache;
+	return NULL;
+}
+
 static int parse_params(const struct nbdd_param *p, size_t n, struct options *o)
 {
 	const char **slot;
+	bool *flag;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (!strcmp(p[i].key, "exclusive")) {
-			if (!parse_bool(p[i].value, &o->exclusive)) {
-				nbdd_backend_error("rbd: exclusive must be on "
-						   "or off, not '%s'",
-						   p[i].value);
+		flag = bool_option(o, p[i].key);
+		if (flag) {
+			if (!parse_bool(p[i].value, flag)) {
+				nbdd_backend_error("rbd: %s must be on or off, "
+						   "not '%s'",
+						   p[i].key, p[i].value);
 				return -EINVAL;
 			}
 			continue;
@@ -104,7 +116,7 @@ static int parse_params(const struct nbdd_param *p, size_t n, struct options *o)
 			    "rbd: unknown parameter '%s' (rbd takes pool=, "
 			    "image=, namespace=, snap=, conf=, id=, "
 			    "keyring=, exclusive=, timeout=, "
-			    "connect_timeout=)",
+			    "connect_timeout=, cache=)",
 			    p[i].key);
 			return -EINVAL;
 		}
@@ -177,7 +189,16 @@ static int configure(rados_t cluster, const struct options *o)
 	    ((e = set(cluster, "rados_osd_op_timeout", o->timeout)) < 0 ||
 	     (e = set(cluster, "rados_mon_op_timeout", o->timeout)) < 0))
 		return e;
-	return 0;
+	/*
+	 * After the configuration file, which may say "rbd cache = true"
+	 * for virtual machines: once a client has flushed, librbd's cache
+	 * acknowledges writes before any OSD has them (write-around or
+	 * write-back). A successor nbdd cannot recover those after a crash,
+	 * yet the kernel believes them written and its next flush succeeds:
+	 * a running filesystem would lose data it never hears about. So the
+	 * cache is off unless the spec turns it on.
+	 */
+	return set(cluster, "rbd_cache", o->cache ? "true" : "false");
 }
 
 static int connect_error(const struct options *o, int e)
@@ -421,7 +442,9 @@ static const struct nbdd_backend rbd_backend = {
 	    "keyring=FILE       that client's keyring\n"
 	    "exclusive=on       take the exclusive lock and keep it\n"
 	    "timeout=SECONDS    fail I/O Ceph cannot do in time (0: wait)\n"
-	    "connect_timeout=SECONDS  give up connecting (30)",
+	    "connect_timeout=SECONDS  give up connecting (30)\n"
+	    "cache=on           librbd's cache: faster small writes, but a "
+	    "crash of nbdd loses writes it acknowledged",
     .thread_model = NBDD_THREAD_PARALLEL,
     /* Another host, or the rbd CLI, may resize the image. */
     .flags = NBDD_BACKEND_SIZE_CHANGES,

@@ -68,6 +68,8 @@ expect 1 "rbd: image 'snapped' in pool '$CEPH_POOL' has no snapshot 'nosuch'" \
 expect 1 "rbd: no key for client.admin: give keyring=FILE" \
 	nbdd_with "pool=$CEPH_POOL,image=disk,conf=$CEPH_CONF,keyring=$T/none"
 expect 1 "rbd: pool=POOL and image=IMAGE are required" nbdd_with "$R"
+expect 1 "rbd: cache must be on or off, not 'maybe'" \
+	nbdd_with "$R,image=parts,cache=maybe"
 ceph-authtool --create-keyring "$T/wrong.keyring" --gen-key -n client.admin >/dev/null
 expect 1 "rbd: the monitors refused client.admin: wrong key in the keyring" \
 	nbdd_with "pool=$CEPH_POOL,image=disk,conf=$CEPH_CONF,keyring=$T/wrong.keyring"
@@ -198,6 +200,35 @@ pyrun "$T/zero.py"
 expect 1 "rbd: exclusive=on: image $CEPH_POOL/scratch is locked by another client" \
 	"$NBDD_BIN" --control "$T/ctl2" --listen "unix:$T/sock2" \
 	--plugin-dir "$PLUGINS" --export "x=rbd:$R,image=scratch,exclusive=on"
+
+# ---- librbd's cache is off, even where the configuration file turns it on
+# (it would acknowledge writes a crashed nbdd cannot recover), unless the
+# spec says cache=on; read back from the client's admin socket
+cache_seen() { # name extra-spec
+	local dir=$T/cache-$1 pid asok="" i
+	mkdir -p "$dir"
+	{ cat "$CEPH_CONF"
+	  printf '[client.%s]\nrbd cache = true\nadmin socket = %s/$pid.asok\n' \
+		"$CEPH_ID" "$dir"; } >"$dir/ceph.conf"
+	"$NBDD_BIN" --control "$dir/ctl" --listen "unix:$dir/sock" \
+		--plugin-dir "$PLUGINS" --export "x=rbd:pool=$CEPH_POOL,image=parts,conf=$dir/ceph.conf,id=$CEPH_ID,keyring=$CEPH_KEYRING$2" \
+		>"$dir/log" 2>&1 &
+	pid=$!
+	for i in $(seq 150); do
+		asok=$(ls "$dir"/*.asok 2>/dev/null | head -n 1)
+		[ -n "$asok" ] && [ -S "$dir/sock" ] && break
+		sleep 0.2
+	done
+	[ -n "$asok" ] || fail "no admin socket from nbdd ($1): $(cat "$dir/log")"
+	bounded 30 ceph --admin-daemon "$asok" config get rbd_cache |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["rbd_cache"])'
+	kill "$pid"
+	wait "$pid" || true
+}
+seen=$(cache_seen default "")
+[ "$seen" = false ] || fail "rbd_cache is '$seen' inside nbdd by default, want false"
+seen=$(cache_seen on ",cache=on")
+[ "$seen" = true ] || fail "rbd_cache is '$seen' inside nbdd with cache=on, want true"
 
 # ---- the snapshot: its own bytes, read-only
 [ "$(bounded 60 nbdcopy "$(uri snap)" - | digest)" = "$(digest <"$T/snap.raw")" ] ||
