@@ -4,6 +4,11 @@ served by nbdd's rbd backend and by qemu-nbd's rbd driver, driven by fio's nbd
 engine over a Unix socket; fio's own rbd engine (librbd in fio, no NBD hop) is
 the ceiling. One server runs at a time (they share the image and its
 exclusive lock), each through every workload, repeats interleaved by server.
+
+All three run with the same librbd cache (--rbd-cache): off by default, as
+nbdd's rbd backend runs, so a write is acknowledged once an OSD has it;
+"on" gives each librbd's write-around cache (nbdd cache=on, qemu-nbd
+--cache=writeback, fio's engine as it comes).
 """
 import os
 import shutil
@@ -53,18 +58,20 @@ def make_server(ctx, name, env):
     sock = f"{w}/{name}-rbd.sock"
     pool, conf = env["CEPH_POOL"], env["CEPH_CONF"]
     ident, keyring = env["CEPH_ID"], env["CEPH_KEYRING"]
+    cache_on = o.rbd_cache == "on"
     if name == "nbdd":
         spec = (f"rbd:pool={pool},image={IMAGE},conf={conf},id={ident},"
-                f"keyring={keyring}")
+                f"keyring={keyring}" + (",cache=on" if cache_on else ""))
         argv = [o.nbdd, "--control", f"{w}/nbdd-control-rbd.sock",
                 "--plugin-dir", os.path.join(o.build, "plugins"),
                 "--listen", f"unix:{sock}", "--export", f"bench={spec}"]
         return bl.Server(ctx, name, "rbd", "rbd plugin (librbd aio)", argv, sock)
     if name == "qemu-nbd":
-        # --cache=none: librbd's own cache settings apply, as for nbdd.
+        # qemu's rbd driver sets rbd_cache from --cache: none = off.
         target = f"rbd:{pool}/{IMAGE}:conf={conf}:id={ident}:keyring={keyring}"
         argv = ["qemu-nbd", "--socket", sock, "--export-name", "bench",
-                "--shared", "16", "--persistent", "-f", "raw", "--cache=none",
+                "--shared", "16", "--persistent", "-f", "raw",
+                "--cache=writeback" if cache_on else "--cache=none",
                 "--aio=threads", target]
         return bl.Server(ctx, name, "rbd", "qemu's rbd driver", argv, sock)
     raise ValueError(name)
@@ -121,7 +128,9 @@ def run(ctx):
     # fio's rbd engine reads the cluster from CEPH_CONF and its key from
     # the keyring named there or by CEPH_ARGS.
     os.environ["CEPH_CONF"] = env["CEPH_CONF"]
-    os.environ["CEPH_ARGS"] = f"--keyring {env['CEPH_KEYRING']}"
+    # With the cache off for nbdd and qemu-nbd, the ceiling's is off too.
+    os.environ["CEPH_ARGS"] = f"--keyring {env['CEPH_KEYRING']}" + (
+        "" if o.rbd_cache == "on" else " --rbd_cache=false")
     runs, servers_used = [], {}
     names = [n for n in SERVERS if n in o.only or n == "fio-rbd"]
     if "qemu-nbd" in names and not qemu_has_rbd():
@@ -148,7 +157,7 @@ def run(ctx):
                         s.stop()
     finally:
         subprocess.run([CLUSTER, "stop", env["dir"]], timeout=120)
-    return {"runs": runs, "servers": servers_used,
+    return {"runs": runs, "servers": servers_used, "cache": o.rbd_cache,
             "cluster_start_s": env.get("CEPH_START_SECONDS")}
 
 
