@@ -336,6 +336,9 @@ NBDD_EXPORT void nbdd_request_done(struct nbdd_request *req, int result)
 		if (result == 0)
 			return; /* this flush ends the request */
 	}
+	/* A message left by a call that then succeeded must not linger. */
+	if (result == 0)
+		(void)take_backend_error();
 	req->done(req, CHECK(e, req->op, result));
 }
 

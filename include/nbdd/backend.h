@@ -189,8 +189,9 @@ struct nbdd_backend {
 	 * valid until then. A negative errno return means nothing was
 	 * started, and nbdd_request_done() must not be called for @req.
 	 * The callbacks run concurrently from several threads, so a backend
-	 * that has any must be NBDD_THREAD_PARALLEL and not INLINE; at most
-	 * .max_in_flight requests of one connection are in flight at once.
+	 * that has any must be NBDD_THREAD_PARALLEL and not INLINE; a
+	 * connection starts at most .max_in_flight of them (or the export's
+	 * workers= option) before their replies have left.
 	 * @flags are those of the synchronous callback of the same name.
 	 *
 	 * Each is used in place of its synchronous twin, which is required
@@ -228,8 +229,9 @@ void nbdd_backend_error(const char *fmt, ...)
  * End a request an .aio_* callback started: @result is 0 or a negative
  * errno. Call it once per request, from any thread; a reason for a
  * failure goes to nbdd_backend_error() on the same thread just before.
- * It does not block: the reply is sent, or queued for the connection's
- * sender when the socket is full.
+ * It does not wait for the client: the reply is sent if the socket takes
+ * it at once, else queued for the connection's sender thread (it may start
+ * the backend's .aio_flush, for a FUA nbdd emulates).
  */
 void nbdd_request_done(struct nbdd_request *req, int result);
 

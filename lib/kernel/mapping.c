@@ -12,7 +12,10 @@
  * PR_SET_IO_FLUSHER (set by conn_run for CONN_KERNEL): a request we serve
  * may be the writeback that frees the memory our own allocation waits
  * for, and the flag keeps reclaim from recursing into our device. That
- * flag needs CAP_SYS_RESOURCE and 5.6+; without it we run anyway.
+ * flag needs CAP_SYS_RESOURCE and 5.6+; without it we run anyway. An
+ * asynchronous backend's replies leave from the backend's own threads
+ * (librbd's); the daemon sets the flag on the process before it opens
+ * the backend, so those threads inherit it.
  * mlockall() and oom_score_adj are whole-process choices left to the
  * program (the daemon makes them).
  *

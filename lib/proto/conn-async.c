@@ -6,7 +6,7 @@
  * reading: no worker sits in between. The backend ends the request on a
  * thread of its own (librbd's), which builds the reply and queues it.
  * Whoever queues a reply while nobody is sending becomes the sender and
- * writes everything queued, one sendmsg per round, without ever blocking:
+ * writes everything queued (up to 64 replies per sendmsg) without blocking:
  * that thread belongs to the backend, and other connections' requests
  * end on it too. When the socket is full (a client that does not read)
  * or after a few rounds, it hands the queue to this connection's sender
@@ -154,7 +154,9 @@ static struct areq *write_list(struct conn *c, struct areq *list, bool block)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			if (!block)
 				return list;
-			wait_fd(c->fd, POLLOUT, 0);
+			/* Only if someone made the socket non-blocking. */
+			poll(&(struct pollfd){ .fd = c->fd, .events = POLLOUT },
+			     1, -1);
 			continue;
 		}
 		if (n < 0)
@@ -330,8 +332,10 @@ int async_submit(struct conn *c, const struct nbd_request *r, enum nbdd_op op,
 	void *buf = NULL;
 	int ret;
 
-	if (!a)
+	if (!a) {
+		atomic_fetch_sub(&c->in_flight, 1);
 		return -ENOMEM;
+	}
 	a->c = c;
 	a->r = *r;
 	a->request = true;
@@ -341,6 +345,8 @@ int async_submit(struct conn *c, const struct nbd_request *r, enum nbdd_op op,
 		ret = a->payload ? conn_take(c, a->payload, (size_t)plen)
 				 : -ENOMEM;
 		if (ret < 0) {
+			/* The stream is lost: the connection ends. */
+			atomic_fetch_sub(&c->in_flight, 1);
 			free(a->payload);
 			free(a);
 			return ret;
@@ -352,6 +358,11 @@ int async_submit(struct conn *c, const struct nbd_request *r, enum nbdd_op op,
 	if (op == NBDD_OP_FLUSH)
 		atomic_store(&c->dirty, false);
 	ret = outbuf_presize(&a->o, SMALL_REPLY + (read ? r->length : 0));
+	/*
+	 * One data chunk, even for a structured client over a hole: asking
+	 * the backend where its holes are would cost more than sending the
+	 * zeroes (rbd: a diff_iterate per read).
+	 */
 	if (!ret && read) {
 		buf = reply_read_start(&a->o, &c->xp, r);
 		ret = buf ? 0 : -ENOMEM;

@@ -385,19 +385,22 @@ static int run_here(struct conn *c, struct job *j)
 static int enqueue(struct conn *c, const struct nbd_request *r, uint64_t plen)
 {
 	struct job *j = calloc(1, sizeof(*j));
-	int ret;
+	int ret = -ENOMEM;
 
-	if (!j)
-		return -ENOMEM;
-	j->r = *r;
-	if (plen) {
+	if (j) {
+		j->r = *r;
+		ret = 0;
+	}
+	if (j && plen) {
 		j->data = malloc((size_t)plen);
 		ret = j->data ? conn_take(c, j->data, (size_t)plen) : -ENOMEM;
-		if (ret < 0) {
+	}
+	if (ret < 0) { /* the connection ends: nothing more in flight */
+		atomic_fetch_sub(&c->in_flight, 1);
+		if (j)
 			free(j->data);
-			free(j);
-			return ret;
-		}
+		free(j);
+		return ret;
 	}
 	pthread_mutex_lock(&c->qlock);
 	maybe_spawn(c);
@@ -537,8 +540,8 @@ int conn_run(struct conn *c)
 	}
 	/* Drain: queued requests are answered, then the batch goes out. */
 	stop_workers(c);
-	async_drain(c);
 	flush_batch(c);
+	async_drain(c); /* last: it stops the sender replies queue for */
 	if (atomic_load(&c->dirty) && (c->e->caps & NBDD_CAP_FLUSH))
 		export_flush(c->e);
 	/* Workers are gone: this thread is the only sender left. */

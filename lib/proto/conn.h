@@ -48,7 +48,7 @@ struct conn {
 	 */
 	pthread_mutex_t qlock;
 	pthread_cond_t qwork;  /* a job was queued, or stop */
-	pthread_cond_t qspace; /* a job or an asynchronous request ended */
+	pthread_cond_t qspace; /* a job ended, or a queued reply left */
 	struct job *qhead, **qtail;
 	unsigned queued;       /* queued or running */
 	unsigned waiting;      /* queued, not yet picked up */
@@ -56,7 +56,12 @@ struct conn {
 	unsigned nworkers, idle, max_workers;
 	pthread_t *threads;
 	bool qstop;
-	unsigned aqueued;      /* asynchronous: started, reply not yet sent */
+	/*
+	 * Replies in the queue of an asynchronous connection, counted from
+	 * the request's start (or a worker's or refusal's reply) until they
+	 * left: at most max_workers of them started by the reader.
+	 */
+	unsigned aqueued;
 	uint64_t abytes;       /* their buffers */
 
 	/*

@@ -7,8 +7,9 @@
  * nbdd uses the .aio_ callbacks: the reader thread submits, and librbd's
  * completion thread ends the request with nbdd_request_done(), which
  * sends the reply; no thread of nbdd's waits in between. The synchronous
- * callbacks (the flush when the export closes, and the ABI's required
- * .pread) submit the same way and wait for the completion.
+ * callbacks, which nbdd calls where it needs an answer on the spot (the
+ * flush when the export closes, a FUA write it cannot chain), submit the
+ * same way and wait for the completion.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -321,6 +321,47 @@ static int lock_image(struct rbd *r)
 	return e;
 }
 
+/*
+ * A pool's or an image's own settings (rbd config pool|image set) are
+ * applied at open, over ours: refuse a cache the spec did not ask for,
+ * rather than run with one silently.
+ */
+static int check_cache(struct rbd *r, bool wanted)
+{
+	rbd_config_option_t *opts = NULL;
+	const char *where = NULL;
+	int e, i, n = 0;
+
+	if (wanted)
+		return 0;
+	e = rbd_config_image_list(r->image, NULL, &n);
+	if (e == -ERANGE && n > 0) {
+		opts = calloc((size_t)n, sizeof(*opts));
+		e = opts ? rbd_config_image_list(r->image, opts, &n) : -ENOMEM;
+	}
+	if (e < 0) {
+		free(opts);
+		nbdd_backend_error("rbd: cannot read the configuration of %s: "
+				   "%s", r->name, strerror(-e));
+		return e;
+	}
+	for (i = 0; i < n; i++)
+		if (!strcmp(opts[i].name, "rbd_cache") &&
+		    !strcmp(opts[i].value, "true"))
+			where = opts[i].source == RBD_CONFIG_SOURCE_IMAGE ? "image"
+				: opts[i].source == RBD_CONFIG_SOURCE_POOL ? "pool"
+									  : NULL;
+	if (where)
+		nbdd_backend_error("rbd: the %s configuration of %s turns "
+				   "rbd_cache on, which lets a crash of nbdd "
+				   "lose acknowledged writes: remove it (rbd "
+				   "config %s rm ... rbd_cache) or give cache=on",
+				   where, r->name, where);
+	rbd_config_image_list_cleanup(opts, n);
+	free(opts);
+	return where ? -EINVAL : 0;
+}
+
 static void rbd_close_handle(void *handle)
 {
 	struct rbd *r = handle;
@@ -375,6 +416,9 @@ static int rbd_open_handle(const struct nbdd_param *params, size_t nparams,
 		image_error(r, &o, e);
 		goto fail;
 	}
+	e = check_cache(r, o.cache);
+	if (e < 0)
+		goto fail;
 	if (o.exclusive) {
 		e = lock_image(r);
 		if (e < 0)

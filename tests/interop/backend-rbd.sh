@@ -57,7 +57,8 @@ rbdc bench --io-type write --io-size 4M --io-total 16M --io-pattern seq \
 	"$CEPH_POOL/snapped" >/dev/null
 
 # ---- open errors: one clear line, nbdd does not start
-nbdd_with() { "$NBDD_BIN" --control "$CTL" --listen "unix:$SOCK" \
+# (bounded: an open that wrongly succeeds would serve forever)
+nbdd_with() { bounded 60 "$NBDD_BIN" --control "$CTL" --listen "unix:$SOCK" \
 	--plugin-dir "$PLUGINS" --export "x=rbd:$1"; }
 expect 1 "rbd: no image 'nope' in pool '$CEPH_POOL' (rbd ls lists them)" \
 	nbdd_with "$R,image=nope"
@@ -70,6 +71,11 @@ expect 1 "rbd: no key for client.admin: give keyring=FILE" \
 expect 1 "rbd: pool=POOL and image=IMAGE are required" nbdd_with "$R"
 expect 1 "rbd: cache must be on or off, not 'maybe'" \
 	nbdd_with "$R,image=parts,cache=maybe"
+# The image's own configuration applies at open, over ours: refused.
+rbdc config image set "$CEPH_POOL/parts" rbd_cache true
+expect 1 "rbd: the image configuration of $CEPH_POOL/parts turns rbd_cache on" \
+	nbdd_with "$R,image=parts"
+rbdc config image rm "$CEPH_POOL/parts" rbd_cache
 ceph-authtool --create-keyring "$T/wrong.keyring" --gen-key -n client.admin >/dev/null
 expect 1 "rbd: the monitors refused client.admin: wrong key in the keyring" \
 	nbdd_with "pool=$CEPH_POOL,image=disk,conf=$CEPH_CONF,keyring=$T/wrong.keyring"
