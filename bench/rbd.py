@@ -77,8 +77,14 @@ def make_server(ctx, name, env):
     raise ValueError(name)
 
 
-def fio_rbd_argv(env, name, rw, bs, qd, runtime, size, out):
-    return ["fio", f"--name={name}", "--ioengine=rbd",
+def fio_rbd_argv(env, name, rw, bs, qd, runtime, size, out, cache="off"):
+    # fio's rbd engine reads the cluster from CEPH_CONF and its key (and,
+    # with the cache off for nbdd and qemu-nbd, rbd_cache) from CEPH_ARGS;
+    # they are part of the command so that it can be repeated as printed.
+    args = f"--keyring {env['CEPH_KEYRING']}" + (
+        "" if cache == "on" else " --rbd_cache=false")
+    return ["env", f"CEPH_CONF={env['CEPH_CONF']}", f"CEPH_ARGS={args}",
+            "fio", f"--name={name}", "--ioengine=rbd",
             f"--clientname={env['CEPH_ID']}", f"--pool={env['CEPH_POOL']}",
             f"--rbdname={IMAGE}", f"--rw={rw}", f"--bs={bs}", f"--iodepth={qd}",
             "--numjobs=1", "--group_reporting",
@@ -97,7 +103,8 @@ def run_one(ctx, env, server, wl, rep):
         server.settle()
         c0 = server.cpu()
     else:
-        argv = fio_rbd_argv(env, wl, rw, bs, qd, o.runtime, o.ws, out)
+        argv = fio_rbd_argv(env, wl, rw, bs, qd, o.runtime, o.ws, out,
+                            o.rbd_cache)
     d, cli = bl.run_fio(ctx, argv, timeout=o.runtime + 180,
                         comment=f"{server.name if server else 'fio rbd engine'} rbd")
     srv = None
@@ -125,12 +132,6 @@ def run_one(ctx, env, server, wl, rep):
 def run(ctx):
     o = ctx.opts
     env = start_cluster(ctx)
-    # fio's rbd engine reads the cluster from CEPH_CONF and its key from
-    # the keyring named there or by CEPH_ARGS.
-    os.environ["CEPH_CONF"] = env["CEPH_CONF"]
-    # With the cache off for nbdd and qemu-nbd, the ceiling's is off too.
-    os.environ["CEPH_ARGS"] = f"--keyring {env['CEPH_KEYRING']}" + (
-        "" if o.rbd_cache == "on" else " --rbd_cache=false")
     runs, servers_used = [], {}
     names = [n for n in SERVERS if n in o.only or n == "fio-rbd"]
     if "qemu-nbd" in names and not qemu_has_rbd():

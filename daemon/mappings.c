@@ -910,9 +910,19 @@ struct detach_item {
 struct detach_job {
 	struct job job;
 	uint64_t client_id;
+	char busy[256]; /* detach --all: what it left, for the reply */
 	size_t n;
 	struct detach_item item[];
 };
+
+/* What an entry that can be neither detached nor left alone is doing. */
+static const char *in_progress(const struct mapping *e)
+{
+	return e->state == M_ATTACHING	  ? "attached"
+	       : e->state == M_RECOVERING ? "recovered"
+	       : e->state == M_RESIZING	  ? "resized"
+					  : "detached";
+}
 
 static int release_device(int index)
 {
@@ -979,6 +989,12 @@ static void detach_done(struct job *j)
 						nfailed > 1 ? " (and others)"
 							    : "");
 			json_object_put(devs);
+		} else if (d->busy[0]) {
+			reply = ctl_reply_error(-EBUSY,
+						"detached %zu; %s: try again "
+						"in a moment",
+						d->n, d->busy);
+			json_object_put(devs);
 		} else {
 			reply = ctl_reply_ok();
 			json_object_object_add(reply, "detached", devs);
@@ -992,7 +1008,8 @@ static void detach_done(struct job *j)
  * The entries leave the loop's hands here: marked DETACHING, no longer
  * watched, and their process given to the worker.
  */
-static void queue_detach(struct mapping **v, size_t n, uint64_t client_id)
+static void queue_detach(struct mapping **v, size_t n, uint64_t client_id,
+			 const char *busy)
 {
 	struct detach_job *d;
 	size_t i;
@@ -1008,6 +1025,7 @@ static void queue_detach(struct mapping **v, size_t n, uint64_t client_id)
 	d->job.run = detach_run;
 	d->job.done = detach_done;
 	d->client_id = client_id;
+	snprintf(d->busy, sizeof(d->busy), "%s", busy ? busy : "");
 	d->n = n;
 	for (i = 0; i < n; i++) {
 		v[i]->state = M_DETACHING;
@@ -1020,25 +1038,41 @@ static void queue_detach(struct mapping **v, size_t n, uint64_t client_id)
 	worker_submit(&d->job);
 }
 
+/*
+ * Every mapping that can go now goes; one still being attached, recovered
+ * or resized stays, and the reply says so rather than claim all went.
+ */
 static json_object *detach_all(uint64_t client_id)
 {
 	struct mapping **v, *e;
+	char busy[256] = "";
+	size_t n = 0, len = 0;
 	json_object *o;
-	size_t n = 0;
 
 	v = calloc(tab.count ? tab.count : 1, sizeof(*v));
 	if (!v)
 		return ctl_reply_error(-ENOMEM, "out of memory");
-	for (e = tab.head; e; e = e->next)
+	for (e = tab.head; e; e = e->next) {
 		if (attached(e) || e->state == M_FAILED)
 			v[n++] = e;
+		else if (e->state != M_DETACHING && len < sizeof(busy))
+			len += (size_t)snprintf(busy + len, sizeof(busy) - len,
+						"%s'%s' is still being %s",
+						len ? ", " : "",
+						e->name[0] ? e->name : "?",
+						in_progress(e));
+	}
 	if (n == 0) {
 		free(v);
+		if (busy[0])
+			return ctl_reply_error(-EBUSY,
+					       "%s: try again in a moment",
+					       busy);
 		o = ctl_reply_ok();
 		json_object_object_add(o, "detached", json_object_new_array());
 		return o;
 	}
-	queue_detach(v, n, client_id);
+	queue_detach(v, n, client_id, busy);
 	free(v);
 	return NULL;
 }
@@ -1055,10 +1089,7 @@ json_object *mappings_detach(const struct ctl_request *req,
 	if (!e)
 		return err;
 	if (!attached(e) && e->state != M_FAILED) {
-		const char *what = e->state == M_ATTACHING    ? "attached"
-				   : e->state == M_RECOVERING ? "recovered"
-				   : e->state == M_RESIZING   ? "resized"
-							      : "detached";
+		const char *what = in_progress(e);
 
 		if (req->name)
 			return ctl_reply_error(-EBUSY,
@@ -1070,7 +1101,7 @@ json_object *mappings_detach(const struct ctl_request *req,
 				       "again in a moment",
 				       req->index, what);
 	}
-	queue_detach(&e, 1, client_id);
+	queue_detach(&e, 1, client_id, NULL);
 	return NULL;
 }
 

@@ -47,6 +47,8 @@ assert len(m) == 1 and m[0]["name"] == "slowpoke" and m[0]["state"] == "attachin
 ' || fail "list during a slow attach: $(ctl --json list)"
 ctl list | grep -Eq '^- +slowpoke +.*slow\.so +- +0 +no +attaching$' || fail "list text: $(ctl list)"
 expect 1 "'slowpoke' is still being attached" ctl detach slowpoke
+# --all leaves it too, and says so instead of "nothing to detach"
+expect 1 "'slowpoke' is still being attached: try again in a moment" ctl detach --all
 expect 1 "a mapping named 'slowpoke' already exists" ctl attach --name slowpoke memory:size=1M
 kill -0 "$attach_pid" 2>/dev/null || fail "the daemon was held up by the slow attach"
 

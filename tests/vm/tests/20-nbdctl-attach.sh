@@ -150,7 +150,41 @@ dd if="$RO" of=/dev/null bs=1M count=4 iflag=direct status=none
 detach "$RO"
 expect_eq "image after the read-only attach" "$(sha256sum <"$IMG")" "$sum"
 
-detach "$MEM"
+# ---- detach --all while a mapping is still being attached: the others
+# go, and the reply names the one left instead of claiming all went ----
+cat >"$TMPDIR/slow.c" <<'C'
+#include <errno.h>
+#include <unistd.h>
+#include <nbdd/backend.h>
+static int o(const struct nbdd_param *p, size_t n, int ro, void **h)
+{
+	sleep(6);
+	nbdd_backend_error("slow backend: gave up");
+	return -EIO;
+}
+static int s(void *h, uint64_t *size) { *size = 1 << 20; return 0; }
+static int r(void *h, void *b, size_t n, uint64_t off, uint32_t f) { return 0; }
+static const struct nbdd_backend slow = {
+	NBDD_BACKEND_HEADER, .name = "slow", .open = o, .get_size = s, .pread = r,
+};
+NBDD_BACKEND_REGISTER(slow)
+C
+cc -shared -fPIC -I"$NBDD_TOP/include" -o "$TMPDIR/slow.so" "$TMPDIR/slow.c"
+nbdctl attach --name slowpoke "$TMPDIR/slow.so" >"$TMPDIR/slow.out" 2>&1 &
+slow=$!
+slow_attaching() {
+	nbdctl --json list | grep -E '"state": *"attaching"' >/dev/null ||
+		{ ! kill -0 "$slow" 2>/dev/null &&
+		  fail "the slow attach ended early: $(cat "$TMPDIR/slow.out"); list: $(nbdctl --json list)"; }
+}
+wait_until 20 "slowpoke attaching" slow_attaching
+if nbdctl detach --all 2>"$TMPDIR/all.err"; then
+	fail "detach --all succeeded while 'slowpoke' was still attaching"
+fi
+grep "detached 1; 'slowpoke' is still being attached" "$TMPDIR/all.err" >/dev/null ||
+	fail "detach --all: $(cat "$TMPDIR/all.err")"
+wait_for_disconnect "$MEM"
+wait "$slow" || true
 [ -z "$(nbdctl list)" ] || fail "list not empty: $(nbdctl list)"
 stop_nbdd
 check_dmesg_clean
