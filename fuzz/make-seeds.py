@@ -139,8 +139,8 @@ def seeds_xmit():
     for mode, name in ((0, "kernel"), (1, "network-simple"),
                        (6, "structured"), (7, "extended")):
         ext = (mode & 3) == 3
-        for variant, extra in ((0, ""), (8, "-workers"), (0x10, "-readonly"),
-                               (0x20, "-minblock")):
+        for variant, extra in ((0, ""), (8, "-workers"), (0x48, "-async"),
+                               (0x10, "-readonly"), (0x20, "-minblock")):
             out[name + extra + "-session"] = (bytes([mode | variant]) +
                                              session(ext) +
                                              request("DISC", extended=ext))
@@ -236,6 +236,10 @@ def seeds_control():
         b'{"cmd":"ping"}\n' + b"x" * 100 + b"\n" + b'{"cmd":"list"}\n'
     for i, r in enumerate(reqs):
         out["one-%d" % i] = knobs() + r.encode() + b"\n"
+    out["one-resize"] = knobs() + (
+        b'{"cmd":"resize","device":"/dev/nbd2","size":21474836480,'
+        b'"allow_shrink":true}\n')
+    out["one-resize-name"] = knobs() + b'{"cmd":"resize","name":"vm","size":4096}\n'
     return out
 
 

@@ -11,6 +11,9 @@
  *      bit 3:    a blocking backend (worker pool) instead of memory
  *      bit 4:    read-only export
  *      bit 5:    the client honours a 512-byte minimum block size
+ *      bit 6:    (with bit 3) the blocking backend is asynchronous: its
+ *                .aio_ callbacks end every third request at once, the
+ *                rest on a thread of its own in reverse order
  *
  * The peer renumbers the cookies (request i gets cookie i) and checks
  * every reply against its request, as a strict client would: the magic
@@ -130,6 +133,163 @@ static const struct nbdd_backend xmit_backend = {
 	.flush = xmit_flush,
 	.trim = xmit_trim,
 	.extents = xmit_extents,
+};
+
+/* ---- the same disk, asynchronous (conn-async.c) ---- */
+
+struct xmit_job {
+	struct xmit_job *next;
+	enum { XJ_READ, XJ_WRITE, XJ_FLUSH, XJ_TRIM } op;
+	void *buf;
+	uint64_t count, off;
+	struct nbdd_request *req;
+};
+
+struct xmit_adisk {
+	struct xmit_disk d; /* first: the synchronous callbacks take it */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct xmit_job *jobs; /* newest first: they end out of order */
+	bool stop;
+	atomic_uint started;
+	pthread_t thread;
+};
+
+static int xmit_job_run(struct xmit_adisk *a, const struct xmit_job *j)
+{
+	switch (j->op) {
+	case XJ_READ:
+		return xmit_pread(a, j->buf, (size_t)j->count, j->off, 0);
+	case XJ_WRITE:
+		return xmit_pwrite(a, j->buf, (size_t)j->count, j->off, 0);
+	case XJ_FLUSH:
+		return xmit_flush(a, 0);
+	default:
+		return xmit_trim(a, j->count, j->off, 0);
+	}
+}
+
+static void *xmit_completer(void *arg)
+{
+	struct xmit_adisk *a = arg;
+	struct xmit_job *j;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->jobs && !a->stop)
+			pthread_cond_wait(&a->cond, &a->lock);
+		j = a->jobs;
+		if (!j)
+			break;
+		a->jobs = j->next;
+		pthread_mutex_unlock(&a->lock);
+		nbdd_request_done(j->req, xmit_job_run(a, j));
+		free(j);
+		pthread_mutex_lock(&a->lock);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+static int xmit_aopen(const struct nbdd_param *p, size_t n, int ro, void **h)
+{
+	struct xmit_adisk *a = calloc(1, sizeof(*a));
+
+	if (!a || !(a->d.data = calloc(1, XMIT_SIZE))) {
+		free(a);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->cond, NULL);
+	FUZZ_CHECK(pthread_create(&a->thread, NULL, xmit_completer, a) == 0);
+	*h = a;
+	return 0;
+}
+
+static void xmit_aclose(void *h)
+{
+	struct xmit_adisk *a = h;
+
+	pthread_mutex_lock(&a->lock);
+	/* Every request ended before the last connection went. */
+	FUZZ_CHECK(a->jobs == NULL);
+	a->stop = true;
+	pthread_cond_signal(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+	pthread_join(a->thread, NULL);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->cond);
+	free(a->d.data);
+	free(a);
+}
+
+static int xmit_submit(void *h, struct xmit_job job)
+{
+	struct xmit_adisk *a = h;
+	struct xmit_job *j;
+
+	/* Refused at submission now and then, chosen by the data itself. */
+	if (job.op == XJ_WRITE && job.count &&
+	    ((const uint8_t *)job.buf)[0] == 0xED)
+		return -ENOSPC;
+	if (atomic_fetch_add(&a->started, 1) % 3 == 0) {
+		nbdd_request_done(job.req, xmit_job_run(a, &job));
+		return 0;
+	}
+	j = malloc(sizeof(*j));
+	FUZZ_CHECK(j != NULL);
+	*j = job;
+	pthread_mutex_lock(&a->lock);
+	j->next = a->jobs;
+	a->jobs = j;
+	pthread_cond_signal(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+static int xmit_aio_pread(void *h, void *buf, size_t count, uint64_t off,
+			  uint32_t f, struct nbdd_request *req)
+{
+	return xmit_submit(h, (struct xmit_job){ NULL, XJ_READ, buf, count,
+						 off, req });
+}
+
+static int xmit_aio_pwrite(void *h, const void *buf, size_t count,
+			   uint64_t off, uint32_t f, struct nbdd_request *req)
+{
+	return xmit_submit(h, (struct xmit_job){ NULL, XJ_WRITE, (void *)buf,
+						 count, off, req });
+}
+
+static int xmit_aio_flush(void *h, uint32_t f, struct nbdd_request *req)
+{
+	return xmit_submit(h, (struct xmit_job){ NULL, XJ_FLUSH, NULL, 0, 0,
+						 req });
+}
+
+static int xmit_aio_trim(void *h, uint64_t count, uint64_t off, uint32_t f,
+			 struct nbdd_request *req)
+{
+	return xmit_submit(h, (struct xmit_job){ NULL, XJ_TRIM, NULL, count,
+						 off, req });
+}
+
+static const struct nbdd_backend xmit_async_backend = {
+	NBDD_BACKEND_HEADER,
+	.name = "fuzzasync",
+	.thread_model = NBDD_THREAD_PARALLEL,
+	.open = xmit_aopen,
+	.close = xmit_aclose,
+	.get_size = xmit_size,
+	.pread = xmit_pread,
+	.pwrite = xmit_pwrite,
+	.flush = xmit_flush,
+	.trim = xmit_trim,
+	.extents = xmit_extents,
+	.aio_pread = xmit_aio_pread,
+	.aio_pwrite = xmit_aio_pwrite,
+	.aio_flush = xmit_aio_flush,
+	.aio_trim = xmit_aio_trim,
 };
 
 /* ---- the oracle: a strict client's view of the replies ---- */
@@ -436,7 +596,9 @@ int fuzz_one(const uint8_t *data, size_t size)
 	mode = data[0];
 	eo.readonly = mode & 0x10;
 	if (mode & 0x08)
-		ret = nbdd_export_new(&xmit_backend, NULL, 0, &eo, &neg.export);
+		ret = nbdd_export_new(mode & 0x40 ? &xmit_async_backend
+						  : &xmit_backend,
+				      NULL, 0, &eo, &neg.export);
 	else
 		ret = nbdd_export_open("memory:size=1M", &eo, &neg.export);
 	FUZZ_CHECK(ret == 0);
