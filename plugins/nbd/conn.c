@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * One libnbd connection: the handle, its poller thread, and how a worker
- * thread waits for the command it started.
+ * thread waits for the command it started (an asynchronous command is
+ * ended by its completion callback on the poller instead: nbd.c).
  *
  * libnbd creates no threads. The poller polls the handle's socket in the
  * direction libnbd wants plus an eventfd, and calls nbd_aio_notify_*();
@@ -121,7 +122,23 @@ void conn_init(struct conn *c, unsigned index, const char *uri)
 	c->kick = -1;
 	atomic_init(&c->dead, true);
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->drained, NULL);
 	pthread_rwlock_init(&c->use, NULL);
+}
+
+void conn_hold(struct conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->inflight++;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void conn_release(struct conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	if (--c->inflight == 0)
+		pthread_cond_broadcast(&c->drained);
+	pthread_mutex_unlock(&c->lock);
 }
 
 int conn_connect(struct conn *c, char *why, size_t size)
@@ -200,6 +217,7 @@ void conn_destroy(struct conn *c)
 {
 	conn_disconnect(c);
 	pthread_rwlock_destroy(&c->use);
+	pthread_cond_destroy(&c->drained);
 	pthread_mutex_destroy(&c->lock);
 }
 
@@ -208,10 +226,18 @@ int conn_reconnect(struct conn *c, uint64_t size)
 	char why[sizeof(c->why) - 32];
 	int r = 0;
 
-	/* Waits for the requests still on the dead handle: they fail fast. */
+	/*
+	 * Waits for the requests still on the dead handle: they fail fast.
+	 * libnbd ends the asynchronous ones (their callbacks run) when it
+	 * finds the handle dead, before the poller stops.
+	 */
 	pthread_rwlock_wrlock(&c->use);
 	if (!atomic_load(&c->dead))
 		goto out;
+	pthread_mutex_lock(&c->lock);
+	while (c->inflight)
+		pthread_cond_wait(&c->drained, &c->lock);
+	pthread_mutex_unlock(&c->lock);
 	conn_disconnect(c);
 	r = conn_connect(c, why, sizeof(why));
 	if (!r && nbd_get_size(c->nbd) != (int64_t)size) {
@@ -311,23 +337,39 @@ static int request_error(struct conn *c, int err, const char *libnbd_msg,
 	return err > 0 ? -err : -EIO;
 }
 
+int request_not_started(struct conn *c, struct what w)
+{
+	char msg[sizeof(c->why)];
+	int err = nbd_get_errno();
+
+	/* Copied: the next libnbd call may replace it. */
+	snprintf(msg, sizeof(msg), "%s", libnbd_error());
+	return request_error(c, err > 0 ? err : EIO, msg, w);
+}
+
+int request_failed(struct conn *c, int err, struct what w)
+{
+	return request_error(c, err, NULL, w);
+}
+
+void conn_wake(struct conn *c)
+{
+	if ((nbd_aio_get_direction(c->nbd) & LIBNBD_AIO_DIRECTION_WRITE) ||
+	    handle_gone(c))
+		kick(c);
+}
+
 int request_finish(struct conn *c, struct request *rq, int64_t cookie,
 		   struct what w)
 {
-	char msg[sizeof(c->why)];
 	int err;
 
 	if (cookie < 0) {
 		/* Not queued: the completion callback will never run. */
-		err = nbd_get_errno();
-		/* Copied: the next libnbd call may replace it. */
-		snprintf(msg, sizeof(msg), "%s", libnbd_error());
-		err = request_error(c, err > 0 ? err : EIO, msg, w);
+		err = request_not_started(c, w);
 		goto out;
 	}
-	if ((nbd_aio_get_direction(c->nbd) & LIBNBD_AIO_DIRECTION_WRITE) ||
-	    handle_gone(c))
-		kick(c);
+	conn_wake(c);
 	pthread_mutex_lock(&rq->lock);
 	while (!rq->done)
 		pthread_cond_wait(&rq->cond, &rq->lock);

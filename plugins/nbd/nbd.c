@@ -9,8 +9,14 @@
  * flush, trim, zero (NO_HOLE and FAST_ZERO passed on), cache, and
  * base:allocation block status. A remote error fails that one request
  * with its errno; a connection that dies fails its requests with EIO,
- * and a later request connects it again (at most once a second), to a
- * remote of the same size.
+ * and the request that finds it so wakes the remote's reconnector
+ * thread, which connects it again (at most once a second, to a remote
+ * of the same size) while later requests go on elsewhere or fail fast.
+ *
+ * Reads, writes, flushes, trims and zeroes take the asynchronous path
+ * (.aio_ callbacks): started from nbdd's reader, ended by libnbd's
+ * completion callback on the connection's poller, which hands the result
+ * to nbdd_request_done(). Cache and block status wait on a worker.
  *
  * Several connections (connections=N, default 4 when the remote
  * advertises multi-conn, else 1) share the requests round robin; more
@@ -21,6 +27,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +45,98 @@ struct remote {
 	unsigned nconns;
 	struct conn conns[MAX_CONNECTIONS];
 	atomic_uint next; /* round robin */
-	pthread_mutex_t retry_lock; /* one reconnection at a time */
+	/* The reconnector: woken by a request that found a lost connection. */
+	pthread_mutex_t retry_lock;
+	pthread_cond_t retry_cond;
+	bool retry_wanted, stopping, reconnector_started;
+	pthread_t reconnector;
 	uint64_t size;
 	uint32_t caps;
 	struct nbdd_block_size bs;
 };
+
+/* ---- reconnecting ---- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Lost connections are connected again here, off the request path: a
+ * connect may take as long as TCP gives up after, and nbdd's reader
+ * starts requests itself. Each at most once a second.
+ */
+static void *reconnect_loop(void *arg)
+{
+	struct remote *r = arg;
+	struct conn *c;
+	uint64_t now;
+	unsigned i;
+
+	pthread_mutex_lock(&r->retry_lock);
+	for (;;) {
+		while (!r->retry_wanted && !r->stopping)
+			pthread_cond_wait(&r->retry_cond, &r->retry_lock);
+		if (r->stopping)
+			break;
+		r->retry_wanted = false;
+		pthread_mutex_unlock(&r->retry_lock);
+		for (i = 0; i < r->nconns; i++) {
+			c = &r->conns[i];
+			now = now_ns();
+			if (atomic_load(&c->dead) && now >= c->retry_at) {
+				c->retry_at = now + RETRY_NS;
+				(void)conn_reconnect(c, r->size);
+			}
+		}
+		pthread_mutex_lock(&r->retry_lock);
+	}
+	pthread_mutex_unlock(&r->retry_lock);
+	return NULL;
+}
+
+static int start_reconnector(struct remote *r)
+{
+	sigset_t all, old;
+	int e;
+
+	/* Signals are the daemon's business. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	e = pthread_create(&r->reconnector, NULL, reconnect_loop, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e) {
+		nbdd_backend_error("nbd: cannot start a thread: %s",
+				   strerror(e));
+		return -e;
+	}
+	r->reconnector_started = true;
+	return 0;
+}
+
+static void want_reconnect(struct remote *r)
+{
+	pthread_mutex_lock(&r->retry_lock);
+	r->retry_wanted = true;
+	pthread_cond_signal(&r->retry_cond);
+	pthread_mutex_unlock(&r->retry_lock);
+}
+
+static void stop_reconnector(struct remote *r)
+{
+	if (!r->reconnector_started)
+		return;
+	pthread_mutex_lock(&r->retry_lock);
+	r->stopping = true;
+	pthread_cond_signal(&r->retry_cond);
+	pthread_mutex_unlock(&r->retry_lock);
+	pthread_join(r->reconnector, NULL);
+	r->reconnector_started = false;
+}
 
 /* ---- opening ---- */
 
@@ -150,8 +244,10 @@ static void remote_free(struct remote *r)
 {
 	unsigned i;
 
+	stop_reconnector(r);
 	for (i = 0; i < r->nconns; i++)
 		conn_destroy(&r->conns[i]);
+	pthread_cond_destroy(&r->retry_cond);
 	pthread_mutex_destroy(&r->retry_lock);
 	free(r->uri);
 	free(r);
@@ -189,6 +285,7 @@ static int nbd_open(const struct nbdd_param *params, size_t nparams,
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&r->retry_lock, NULL);
+	pthread_cond_init(&r->retry_cond, NULL);
 	err = connect_one(r, 0);
 	if (!err)
 		err = probe(r, &want);
@@ -203,6 +300,8 @@ static int nbd_open(const struct nbdd_param *params, size_t nparams,
 	}
 	for (i = 0; !err && i < r->nconns; i++)
 		err = conn_start(&r->conns[i]);
+	if (!err)
+		err = start_reconnector(r);
 	if (err) {
 		remote_free(r);
 		return err;
@@ -236,49 +335,28 @@ static int nbd_capabilities_cb(void *h, uint32_t *caps)
 
 /* ---- requests ---- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /*
- * A lost connection is connected again by the request that finds it,
- * at most once a second, and by one request at a time: the others go on
- * to the next connection, or fail at once.
+ * The next live connection, round robin; NULL when all are lost. A lost
+ * one it passes wakes the reconnector.
  */
-static void maybe_reconnect(struct remote *r, struct conn *c)
-{
-	uint64_t now;
-
-	if (pthread_mutex_trylock(&r->retry_lock))
-		return;
-	now = now_ns();
-	if (atomic_load(&c->dead) && now >= c->retry_at) {
-		c->retry_at = now + RETRY_NS;
-		(void)conn_reconnect(c, r->size);
-	}
-	pthread_mutex_unlock(&r->retry_lock);
-}
-
-/* The next live connection, round robin; NULL when all are lost. */
 static struct conn *pick(struct remote *r)
 {
 	unsigned start = atomic_fetch_add_explicit(&r->next, 1,
 						   memory_order_relaxed);
-	struct conn *c;
+	struct conn *c, *live = NULL;
+	bool lost = false;
 	unsigned i;
 
-	for (i = 0; i < r->nconns; i++) {
+	for (i = 0; i < r->nconns && !live; i++) {
 		c = &r->conns[(start + i) % r->nconns];
 		if (atomic_load(&c->dead))
-			maybe_reconnect(r, c);
-		if (!atomic_load(&c->dead))
-			return c;
+			lost = true;
+		else
+			live = c;
 	}
-	return NULL;
+	if (lost)
+		want_reconnect(r);
+	return live;
 }
 
 /* One request as the callbacks hand it over. */
@@ -292,10 +370,10 @@ struct cmd {
 static int got_extents(void *opaque, const char *context, uint64_t offset,
 		       uint32_t *entries, size_t n, int *error);
 
+/* Queue @cmd on @nbd; block status puts its extents through @rq. */
 static int64_t start(struct nbd_handle *nbd, const struct cmd *cmd,
-		     struct request *rq)
+		     nbd_completion_callback cb, struct request *rq)
 {
-	nbd_completion_callback cb = request_init(rq);
 	uint64_t n = cmd->w.count, off = cmd->w.offset;
 
 	switch (cmd->type) {
@@ -335,14 +413,78 @@ static int run(struct remote *r, const struct cmd *cmd, struct request *rq)
 	if (atomic_load(&c->dead))
 		err = conn_lost_error(c, cmd->w);
 	else
-		err = request_finish(c, rq, start(c->nbd, cmd, rq), cmd->w);
+		err = request_finish(c, rq,
+				     start(c->nbd, cmd, request_init(rq), rq),
+				     cmd->w);
 	pthread_rwlock_unlock(&c->use);
+	return err;
+}
+
+/* An asynchronous command on its way: what its end needs. */
+struct pending {
+	struct conn *c;
+	struct nbdd_request *req;
+	struct what w;
+};
+
+/* libnbd's completion callback, on the connection's poller. */
+static int ended(void *opaque, int *error)
+{
+	struct pending *p = opaque;
+	struct conn *c = p->c;
+
+	nbdd_request_done(p->req,
+			  *error ? request_failed(c, *error, p->w) : 0);
+	free(p);
+	conn_release(c);
+	return 1; /* retire the command: nobody asks for it by cookie */
+}
+
+/* Start @cmd on the next live connection; ended() tells nbdd. */
+static int submit(struct remote *r, const struct cmd *cmd,
+		  struct nbdd_request *req)
+{
+	struct conn *c = pick(r);
+	struct pending *p;
+	int err = 0;
+
+	if (!c)
+		return conn_lost_error(&r->conns[0], cmd->w);
+	p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	*p = (struct pending){ c, req, cmd->w };
+	pthread_rwlock_rdlock(&c->use);
+	if (atomic_load(&c->dead)) {
+		err = conn_lost_error(c, cmd->w);
+	} else {
+		conn_hold(c);
+		if (start(c->nbd, cmd,
+			  (nbd_completion_callback){ .callback = ended,
+						     .user_data = p },
+			  NULL) < 0) {
+			err = request_not_started(c, cmd->w);
+			conn_release(c);
+		} else {
+			p = NULL; /* ended() has it, and may be done already */
+			conn_wake(c);
+		}
+	}
+	pthread_rwlock_unlock(&c->use);
+	free(p);
 	return err;
 }
 
 static uint32_t fua(uint32_t flags)
 {
 	return flags & NBDD_F_FUA ? LIBNBD_CMD_FLAG_FUA : 0;
+}
+
+static uint32_t zero_flags(uint32_t flags)
+{
+	return fua(flags) |
+	       (flags & NBDD_F_MAY_TRIM ? 0 : LIBNBD_CMD_FLAG_NO_HOLE) |
+	       (flags & NBDD_F_FAST ? LIBNBD_CMD_FLAG_FAST_ZERO : 0);
 }
 
 static int nbd_pread_cb(void *h, void *buf, size_t count, uint64_t offset,
@@ -386,13 +528,10 @@ static int nbd_trim_cb(void *h, uint64_t count, uint64_t offset,
 static int nbd_zero_cb(void *h, uint64_t count, uint64_t offset,
 		       uint32_t flags)
 {
-	struct cmd cmd = {{"zero", count, offset}, ZERO, NULL, fua(flags)};
+	struct cmd cmd = {{"zero", count, offset}, ZERO, NULL,
+			  zero_flags(flags)};
 	struct request rq;
 
-	if (!(flags & NBDD_F_MAY_TRIM))
-		cmd.flags |= LIBNBD_CMD_FLAG_NO_HOLE;
-	if (flags & NBDD_F_FAST)
-		cmd.flags |= LIBNBD_CMD_FLAG_FAST_ZERO;
 	return run(h, &cmd, &rq);
 }
 
@@ -403,6 +542,48 @@ static int nbd_cache_cb(void *h, uint64_t count, uint64_t offset,
 	struct request rq;
 
 	return run(h, &cmd, &rq);
+}
+
+static int nbd_aio_pread_cb(void *h, void *buf, size_t count, uint64_t offset,
+			    uint32_t flags, struct nbdd_request *req)
+{
+	struct cmd cmd = {{"pread", count, offset}, PREAD, buf, 0};
+
+	return submit(h, &cmd, req);
+}
+
+static int nbd_aio_pwrite_cb(void *h, const void *buf, size_t count,
+			     uint64_t offset, uint32_t flags,
+			     struct nbdd_request *req)
+{
+	struct cmd cmd = {{"pwrite", count, offset}, PWRITE, (void *)buf,
+			  fua(flags)};
+
+	return submit(h, &cmd, req);
+}
+
+static int nbd_aio_flush_cb(void *h, uint32_t flags, struct nbdd_request *req)
+{
+	struct cmd cmd = {{"flush", 0, 0}, FLUSH, NULL, 0};
+
+	return submit(h, &cmd, req);
+}
+
+static int nbd_aio_trim_cb(void *h, uint64_t count, uint64_t offset,
+			   uint32_t flags, struct nbdd_request *req)
+{
+	struct cmd cmd = {{"trim", count, offset}, TRIM, NULL, fua(flags)};
+
+	return submit(h, &cmd, req);
+}
+
+static int nbd_aio_zero_cb(void *h, uint64_t count, uint64_t offset,
+			   uint32_t flags, struct nbdd_request *req)
+{
+	struct cmd cmd = {{"zero", count, offset}, ZERO, NULL,
+			  zero_flags(flags)};
+
+	return submit(h, &cmd, req);
 }
 
 /*
@@ -470,5 +651,12 @@ static const struct nbdd_backend nbd_backend = {
     .zero = nbd_zero_cb,
     .cache = nbd_cache_cb,
     .extents = nbd_extents_cb,
+    /* The kernel sends up to 128 requests per socket; so may we. */
+    .max_in_flight = 128,
+    .aio_pread = nbd_aio_pread_cb,
+    .aio_pwrite = nbd_aio_pwrite_cb,
+    .aio_flush = nbd_aio_flush_cb,
+    .aio_trim = nbd_aio_trim_cb,
+    .aio_zero = nbd_aio_zero_cb,
 };
 NBDD_BACKEND_REGISTER(nbd_backend)

@@ -3,12 +3,15 @@
  * The nbd backend: another NBD server, reached through libnbd.
  *
  * A remote is a set of libnbd handles to the same export. Each handle
- * has a poller thread that drives its state machine (conn.c); the
- * backend's callbacks (nbd.c) run on nbdd's worker threads, start a
- * command with one of libnbd's nbd_aio_* calls and sleep until the
- * poller runs the command's completion callback. Many commands are in
- * flight on one handle at once, and the handle's lock is held only while
- * a command is queued or a reply is read, never while a worker waits.
+ * has a poller thread that drives its state machine (conn.c). The
+ * backend's .aio_ callbacks (nbd.c) start a command with one of libnbd's
+ * nbd_aio_* calls from nbdd's reader and return; the poller runs the
+ * command's completion callback, which ends the request. The blocking
+ * callbacks (cache, block status, and the flush at close) start the
+ * same way and sleep until that callback wakes them. Many commands are
+ * in flight on one handle at once, and the handle's lock is held only
+ * while a command is queued or a reply is read. A lost connection is
+ * connected again by the remote's reconnector thread.
  */
 #ifndef NBDD_PLUGIN_NBD_REMOTE_H
 #define NBDD_PLUGIN_NBD_REMOTE_H
@@ -39,8 +42,11 @@ struct conn {
 	atomic_bool dead;    /* no command can succeed on it any more */
 	uint64_t retry_at;   /* CLOCK_MONOTONIC ns; the remote's retry lock */
 	atomic_bool closing; /* conn_disconnect() waits for the poller */
-	pthread_mutex_t lock; /* guards why */
+	pthread_mutex_t lock; /* guards why, inflight */
 	char why[200];        /* why it died; the first reason stays */
+	/* Asynchronous commands started and not yet ended (conn_hold()). */
+	unsigned inflight;
+	pthread_cond_t drained; /* inflight reached 0 */
 };
 
 /* A command in flight and the worker thread waiting for it. */
@@ -93,5 +99,20 @@ int request_finish(struct conn *c, struct request *rq, int64_t cookie,
 		   struct what w);
 /* The error of a request that found no live connection. */
 int conn_lost_error(struct conn *c, struct what w);
+
+/*
+ * An asynchronous command (the .aio_ callbacks) holds its connection from
+ * its start to its end, so that a reconnection does not replace the
+ * handle under it: conn_hold() before nbd_aio_*(), conn_release() when
+ * it has ended (or did not start).
+ */
+void conn_hold(struct conn *c);
+void conn_release(struct conn *c);
+/* After nbd_aio_*() queued a command: wake the poller if it must write. */
+void conn_wake(struct conn *c);
+/* The error of a command nbd_aio_*() did not queue (libnbd's reason). */
+int request_not_started(struct conn *c, struct what w);
+/* The error of a command that ended with @err (an errno, not 0). */
+int request_failed(struct conn *c, int err, struct what w);
 
 #endif
