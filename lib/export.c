@@ -261,10 +261,6 @@ bool export_can_submit(const struct nbdd_export *e, enum nbdd_op op,
 	const struct nbdd_backend *b = &e->b;
 	bool writable = e->caps & NBDD_CAP_WRITE;
 
-	/* The emulated flush must be able to follow asynchronously too. */
-	if (op != NBDD_OP_READ && op != NBDD_OP_FLUSH &&
-	    needs_flush_after(e, flags) && !b->aio_flush)
-		return false;
 	switch (op) {
 	case NBDD_OP_READ:
 		return b->aio_pread;
@@ -327,19 +323,11 @@ int export_submit(struct nbdd_export *e, struct nbdd_request *req,
 
 NBDD_EXPORT void nbdd_request_done(struct nbdd_request *req, int result)
 {
-	struct nbdd_export *e = req->e;
-
-	if (result == 0 && req->flush_after) {
-		req->flush_after = false;
-		req->op = "flush";
-		result = e->b.aio_flush(e->handle, 0, req);
-		if (result == 0)
-			return; /* this flush ends the request */
-	}
 	/* A message left by a call that then succeeded must not linger. */
 	if (result == 0)
 		(void)take_backend_error();
-	req->done(req, CHECK(e, req->op, result));
+	req->flush_pending = result == 0 && req->flush_after;
+	req->done(req, CHECK(req->e, req->op, result));
 }
 
 /*

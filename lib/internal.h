@@ -134,12 +134,19 @@ int export_extents(struct nbdd_export *e, uint64_t count, uint64_t offset,
  * The asynchronous path (backends with .aio_ callbacks). The engine
  * embeds a struct nbdd_request in each request it submits and is told
  * the outcome through ->done, from whatever thread the backend ends it
- * on; FUA the backend lacks becomes a flush submitted after the write.
+ * on; FUA the backend lacks becomes ->flush_pending.
  */
 struct nbdd_request {
 	struct nbdd_export *e;
-	const char *op;    /* the callback running, for messages */
-	bool flush_after;  /* emulated FUA: flush once the write is done */
+	const char *op;     /* the callback running, for messages */
+	bool flush_after;   /* emulated FUA: flush once the write is done */
+	/*
+	 * Set when ->done is called for a write that succeeded and needs
+	 * that flush: the engine runs it (export_flush(), on a thread of
+	 * its own) before it replies. Never from the backend's thread,
+	 * which may be the one its flush would wait for (libnbd's poller).
+	 */
+	bool flush_pending;
 	/* The engine's: @err is 0 or a valid negative errno, logged. */
 	void (*done)(struct nbdd_request *req, int err);
 };

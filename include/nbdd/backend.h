@@ -196,10 +196,11 @@ struct nbdd_backend {
 	 *
 	 * Each is used in place of its synchronous twin, which is required
 	 * with it: nbdd calls that one where it needs an answer on the spot
-	 * (the flush when the last connection goes, a write whose emulated
-	 * FUA has no .aio_flush to follow it). An operation without an
-	 * .aio_ callback runs synchronously on the connection's workers, as
-	 * for any blocking backend.
+	 * (the flush when the last connection goes, and the flush that
+	 * follows a write whose FUA the backend does not do itself, run on
+	 * a worker of the connection, never on the thread that ended the
+	 * write). An operation without an .aio_ callback runs synchronously
+	 * on the connection's workers, as for any blocking backend.
 	 */
 	int (*aio_pread)(void *handle, void *buf, size_t count,
 			 uint64_t offset, uint32_t flags,
@@ -229,9 +230,10 @@ void nbdd_backend_error(const char *fmt, ...)
  * End a request an .aio_* callback started: @result is 0 or a negative
  * errno. Call it once per request, from any thread; a reason for a
  * failure goes to nbdd_backend_error() on the same thread just before.
- * It does not wait for the client: the reply is sent if the socket takes
- * it at once, else queued for the connection's sender thread (it may start
- * the backend's .aio_flush, for a FUA nbdd emulates).
+ * It does not wait for the client, nor call back into the backend: the
+ * reply is sent if the socket takes it at once, else queued for the
+ * connection's sender thread (or for a worker's flush first, when nbdd
+ * emulates the write's FUA).
  */
 void nbdd_request_done(struct nbdd_request *req, int result);
 

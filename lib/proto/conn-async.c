@@ -302,6 +302,13 @@ static void request_done(struct nbdd_request *req, int err)
 	if (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
 	    r->type == NBD_CMD_WRITE_ZEROES)
 		atomic_store(&c->dirty, true);
+	if (!err && req->flush_pending) {
+		/* The client hears of this write after a worker's flush. */
+		req->flush_pending = false;
+		err = conn_queue_flush(c, a);
+		if (!err)
+			return;
+	}
 	if (err) {
 		a->o.len = 0; /* a read's data */
 		ret = reply_error(&a->o, &c->xp, r, nbd_errno_to_wire(-err));
@@ -314,6 +321,11 @@ static void request_done(struct nbdd_request *req, int err)
 	if (ret < 0)
 		conn_mark_dead(c, ret); /* no memory for a reply: we stop */
 	post(c, a);
+}
+
+void async_flushed(struct areq *a, int err)
+{
+	request_done(&a->req, err);
 }
 
 /* A buffer of exactly @cap bytes, so large reads take no doubling slack. */
@@ -411,9 +423,13 @@ void async_drain(struct conn *c)
 	if (!c->async)
 		return;
 	pthread_mutex_lock(&c->qlock);
-	while (c->aqueued)
+	while (c->aqueued || c->queued)
 		pthread_cond_wait(&c->qspace, &c->qlock);
 	pthread_mutex_unlock(&c->qlock);
+}
+
+void async_stop(struct conn *c)
+{
 	stop_sender(c);
 }
 

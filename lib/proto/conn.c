@@ -39,6 +39,7 @@ struct job {
 	struct job *next;
 	struct nbd_request r;
 	uint8_t *data; /* write payload */
+	struct areq *flush_for; /* else: flush, then reply to this write */
 };
 
 static const char *const op_names[NBDD_OP__COUNT] = {
@@ -340,11 +341,15 @@ static void *worker_main(void *arg)
 			c->qtail = &c->qhead;
 		pthread_mutex_unlock(&c->qlock);
 
-		r = exec_request(c, &j->r, j->data, &o);
-		if (r < 0)
-			conn_mark_dead(c, r);
-		send_out(c, &o);
-		atomic_fetch_sub(&c->in_flight, 1);
+		if (j->flush_for) {
+			async_flushed(j->flush_for, export_flush(c->e));
+		} else {
+			r = exec_request(c, &j->r, j->data, &o);
+			if (r < 0)
+				conn_mark_dead(c, r);
+			send_out(c, &o);
+			atomic_fetch_sub(&c->in_flight, 1);
+		}
 
 		pthread_mutex_lock(&c->qlock);
 		c->queued--;
@@ -366,6 +371,30 @@ static void maybe_spawn(struct conn *c)
 	if (pthread_create(&c->threads[c->nworkers], NULL, worker_main, c))
 		return; /* the workers we have will get to it */
 	c->nworkers++;
+}
+
+int conn_queue_flush(struct conn *c, struct areq *a)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return -ENOMEM;
+	j->flush_for = a;
+	pthread_mutex_lock(&c->qlock);
+	maybe_spawn(c);
+	if (c->nworkers == 0) { /* and none can start: no flush, no reply */
+		pthread_mutex_unlock(&c->qlock);
+		free(j);
+		return -ENOMEM;
+	}
+	/* Not waited for: the backend's thread must not block here. */
+	c->queued++;
+	c->waiting++;
+	*c->qtail = j;
+	c->qtail = &j->next;
+	pthread_cond_signal(&c->qwork);
+	pthread_mutex_unlock(&c->qlock);
+	return 0;
 }
 
 /* Run a job on the reader thread: the fallback when no worker starts. */
@@ -538,10 +567,15 @@ int conn_run(struct conn *c)
 		if (ret < 0)
 			break;
 	}
-	/* Drain: queued requests are answered, then the batch goes out. */
+	/*
+	 * Drain: queued requests are answered (asynchronous ones first: a
+	 * write with an emulated FUA still needs a worker for its flush),
+	 * the batch goes out, and the sender stops last.
+	 */
+	async_drain(c);
 	stop_workers(c);
 	flush_batch(c);
-	async_drain(c); /* last: it stops the sender replies queue for */
+	async_stop(c);
 	if (atomic_load(&c->dirty) && (c->e->caps & NBDD_CAP_FLUSH))
 		export_flush(c->e);
 	/* Workers are gone: this thread is the only sender left. */

@@ -94,6 +94,11 @@ void conn_count(struct conn *c, const struct nbd_request *r, bool failed);
 void conn_mark_dead(struct conn *c, int err);
 /* Copy @len payload bytes of the current request to @dst. */
 int conn_take(struct conn *c, uint8_t *dst, size_t len);
+/*
+ * Have a worker flush the export and then async_flushed(@a): FUA for an
+ * asynchronous write. Never blocks; -ENOMEM when no worker can run it.
+ */
+int conn_queue_flush(struct conn *c, struct areq *a);
 
 /* conn-async.c */
 int async_init(struct conn *c);
@@ -111,8 +116,14 @@ int async_submit(struct conn *c, const struct nbd_request *r,
 void async_send(struct conn *c, struct outbuf *o);
 /* With qlock held: must the reader wait before it queues more work? */
 bool async_full(const struct conn *c);
-/* Wait until every asynchronous request is answered; stop the sender. */
+/* A worker's flush for @a (conn_queue_flush) ended with @err. */
+void async_flushed(struct areq *a, int err);
+/*
+ * Wait until every asynchronous request and every worker job has been
+ * answered; then async_stop() stops the sender thread.
+ */
 void async_drain(struct conn *c);
+void async_stop(struct conn *c);
 void async_free(struct conn *c);
 
 #endif /* NBDD_PROTO_CONN_H */

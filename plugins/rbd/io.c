@@ -8,7 +8,8 @@
  * completion thread ends the request with nbdd_request_done(), which
  * sends the reply; no thread of nbdd's waits in between. The synchronous
  * callbacks, which nbdd calls where it needs an answer on the spot (the
- * flush when the export closes, a FUA write it cannot chain), submit the
+ * flush when the export closes, the flush after a write whose FUA nbdd
+ * emulates), submit the
  * same way and wait for the completion.
  */
 #include <errno.h>

@@ -38,6 +38,13 @@ struct disk {
 
 static struct disk the_disk;
 
+/*
+ * Set while the test backend is inside nbdd_request_done(): nbdd must
+ * not call back into a backend from there (libnbd's poller would wait
+ * for itself), so every callback checks it.
+ */
+static __thread bool in_done;
+
 static void nap(void)
 {
 	if (the_disk.slow_us) {
@@ -78,6 +85,7 @@ static int d_pwrite(void *h, const void *buf, size_t count, uint64_t off,
 
 static int d_flush(void *h, uint32_t f)
 {
+	assert_false(in_done);
 	atomic_fetch_add(&the_disk.flushes, 1);
 	return 0;
 }
@@ -132,6 +140,13 @@ struct aio_job {
 	struct nbdd_request *req;
 };
 
+static void end_job(struct nbdd_request *req, int result)
+{
+	in_done = true;
+	nbdd_request_done(req, result);
+	in_done = false;
+}
+
 static int aio_run(const struct aio_job *j)
 {
 	switch (j->op) {
@@ -148,7 +163,7 @@ static void *aio_thread(void *arg)
 {
 	struct aio_job *j = arg;
 
-	nbdd_request_done(j->req, aio_run(j));
+	end_job(j->req, aio_run(j));
 	free(j);
 	atomic_fetch_add(&the_disk.aio_ended, 1);
 	return NULL;
@@ -162,10 +177,11 @@ static int aio_start(struct aio_job j)
 	pthread_t t;
 	int r;
 
+	assert_false(in_done);
 	if (the_disk.fail_submit)
 		return the_disk.fail_submit;
 	if (atomic_fetch_add(&the_disk.aio_started, 1) % 2 == 0) {
-		nbdd_request_done(j.req, aio_run(&j));
+		end_job(j.req, aio_run(&j));
 		atomic_fetch_add(&the_disk.aio_ended, 1);
 		return 0;
 	}
