@@ -274,23 +274,20 @@ static int xmit_aio_trim(void *h, uint64_t count, uint64_t off, uint32_t f,
 						 off, req });
 }
 
-static const struct nbdd_backend xmit_async_backend = {
-	NBDD_BACKEND_HEADER,
-	.name = "fuzzasync",
-	.thread_model = NBDD_THREAD_PARALLEL,
-	.open = xmit_aopen,
-	.close = xmit_aclose,
-	.get_size = xmit_size,
-	.pread = xmit_pread,
-	.pwrite = xmit_pwrite,
-	.flush = xmit_flush,
-	.trim = xmit_trim,
-	.extents = xmit_extents,
-	.aio_pread = xmit_aio_pread,
-	.aio_pwrite = xmit_aio_pwrite,
-	.aio_flush = xmit_aio_flush,
-	.aio_trim = xmit_aio_trim,
-};
+/* xmit_backend's table with its own instance and the .aio_ callbacks. */
+static struct nbdd_backend xmit_async_table(void)
+{
+	struct nbdd_backend b = xmit_backend;
+
+	b.name = "fuzzasync";
+	b.open = xmit_aopen;
+	b.close = xmit_aclose;
+	b.aio_pread = xmit_aio_pread;
+	b.aio_pwrite = xmit_aio_pwrite;
+	b.aio_flush = xmit_aio_flush;
+	b.aio_trim = xmit_aio_trim;
+	return b;
+}
 
 /* ---- the oracle: a strict client's view of the replies ---- */
 
@@ -585,6 +582,7 @@ int fuzz_one(const uint8_t *data, size_t size)
 	struct nbdd_export_options eo = { .name = "fuzz", .workers = 3 };
 	struct negotiated neg = { .min_block = 1 };
 	struct fuzz_peer peer = { .on_reply = NULL };
+	struct nbdd_backend async_table;
 	struct xmit_oracle *o;
 	uint8_t mode, *stream;
 	struct conn *c;
@@ -595,9 +593,9 @@ int fuzz_one(const uint8_t *data, size_t size)
 		return 0;
 	mode = data[0];
 	eo.readonly = mode & 0x10;
+	async_table = xmit_async_table();
 	if (mode & 0x08)
-		ret = nbdd_export_new(mode & 0x40 ? &xmit_async_backend
-						  : &xmit_backend,
+		ret = nbdd_export_new(mode & 0x40 ? &async_table : &xmit_backend,
 				      NULL, 0, &eo, &neg.export);
 	else
 		ret = nbdd_export_open("memory:size=1M", &eo, &neg.export);

@@ -163,9 +163,24 @@ int conn_connect(struct conn *c, char *why, size_t size)
 	return 0;
 }
 
-int conn_start(struct conn *c)
+int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
+	int r;
+
+	/* Signals are the daemon's business, not our threads'. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r)
+		nbdd_backend_error("nbd: cannot start a thread: %s",
+				   strerror(r));
+	return -r;
+}
+
+int conn_start(struct conn *c)
+{
 	int r;
 
 	c->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -176,16 +191,10 @@ int conn_start(struct conn *c)
 	}
 	atomic_store(&c->closing, false);
 	atomic_store(&c->dead, false);
-	/* Signals are the daemon's business, not the poller's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&c->poller, NULL, poller, c);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = start_thread(&c->poller, poller, c);
 	if (r) {
 		atomic_store(&c->dead, true);
-		nbdd_backend_error("nbd: cannot start a thread: %s",
-				   strerror(r));
-		return -r;
+		return r;
 	}
 	c->started = true;
 	return 0;

@@ -27,7 +27,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,21 +100,10 @@ static void *reconnect_loop(void *arg)
 
 static int start_reconnector(struct remote *r)
 {
-	sigset_t all, old;
-	int e;
+	int e = start_thread(&r->reconnector, reconnect_loop, r);
 
-	/* Signals are the daemon's business. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	e = pthread_create(&r->reconnector, NULL, reconnect_loop, r);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (e) {
-		nbdd_backend_error("nbd: cannot start a thread: %s",
-				   strerror(e));
-		return -e;
-	}
-	r->reconnector_started = true;
-	return 0;
+	r->reconnector_started = e == 0;
+	return e;
 }
 
 static void want_reconnect(struct remote *r)

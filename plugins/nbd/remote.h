@@ -68,6 +68,9 @@ static inline const char *libnbd_error(void)
 	return msg && *msg ? msg : "unknown libnbd error";
 }
 
+/* A thread with every signal blocked; 0, or -errno with the reason said. */
+int start_thread(pthread_t *t, void *(*fn)(void *), void *arg);
+
 /* Fields and locks; dead until connected and started. */
 void conn_init(struct conn *c, unsigned index, const char *uri);
 /* Connect (blocking); on failure @why gets libnbd's reason. */
