@@ -248,13 +248,6 @@ bool backend_has_aio(const struct nbdd_backend *b)
 	       b->aio_zero;
 }
 
-/* Would a write with @flags need a flush after it that we must submit? */
-static bool needs_flush_after(const struct nbdd_export *e, uint32_t flags)
-{
-	return (flags & NBDD_F_FUA) && !(e->caps & NBDD_CAP_FUA) &&
-	       (e->caps & NBDD_CAP_FLUSH);
-}
-
 bool export_can_submit(const struct nbdd_export *e, enum nbdd_op op,
 		       uint32_t flags)
 {
@@ -287,9 +280,9 @@ int export_submit(struct nbdd_export *e, struct nbdd_request *req,
 	int r;
 
 	req->e = e;
-	req->flush_after = op != NBDD_OP_READ && needs_flush_after(e, f);
-	if (req->flush_after || !(e->caps & NBDD_CAP_FUA))
-		f &= ~NBDD_F_FUA;
+	/* As export_pwrite() & co: no FLUSH capability, no flush to follow. */
+	req->flush_after = strip_fua(e, &f) && op != NBDD_OP_READ &&
+			   (e->caps & NBDD_CAP_FLUSH);
 	switch (op) {
 	case NBDD_OP_READ:
 		req->op = "pread";

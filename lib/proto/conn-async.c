@@ -404,7 +404,7 @@ int async_init(struct conn *c)
 	return 0;
 }
 
-static void stop_sender(struct conn *c)
+void async_stop(struct conn *c)
 {
 	if (!c->sender_started)
 		return;
@@ -428,14 +428,9 @@ void async_drain(struct conn *c)
 	pthread_mutex_unlock(&c->qlock);
 }
 
-void async_stop(struct conn *c)
-{
-	stop_sender(c);
-}
-
 void async_free(struct conn *c)
 {
-	stop_sender(c);
+	async_stop(c);
 	pthread_mutex_destroy(&c->slock);
 	pthread_cond_destroy(&c->swake);
 	pthread_cond_destroy(&c->sidle);

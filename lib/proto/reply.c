@@ -103,18 +103,29 @@ static int read_failed(struct outbuf *o, size_t mark,
 	return reply_error(o, xp, r, nbd_errno_to_wire(-err));
 }
 
-/* One OFFSET_DATA chunk of @len bytes at @off, read from the backend. */
-static int put_data_chunk(struct outbuf *o, const struct nbd_xmit_params *xp,
-			  const struct nbd_request *r, uint16_t flags,
-			  uint64_t off, size_t len, struct nbdd_export *e)
+/* An OFFSET_DATA chunk's header for @len bytes at @off: where they go. */
+static uint8_t *start_data_chunk(struct outbuf *o,
+				 const struct nbd_xmit_params *xp,
+				 const struct nbd_request *r, uint16_t flags,
+				 uint64_t off, size_t len)
 {
 	uint8_t *p = put_chunk(o, xp, r, flags, NBD_REPLY_TYPE_OFFSET_DATA,
 			       8 + len);
 
 	if (!p)
-		return -ENOMEM;
+		return NULL;
 	nbd_put64(p, off);
-	return export_pread(e, p + 8, len, off, 0);
+	return p + 8;
+}
+
+/* One OFFSET_DATA chunk of @len bytes at @off, read from the backend. */
+static int put_data_chunk(struct outbuf *o, const struct nbd_xmit_params *xp,
+			  const struct nbd_request *r, uint16_t flags,
+			  uint64_t off, size_t len, struct nbdd_export *e)
+{
+	uint8_t *p = start_data_chunk(o, xp, r, flags, off, len);
+
+	return p ? export_pread(e, p, len, off, 0) : -ENOMEM;
 }
 
 /*
@@ -172,12 +183,8 @@ uint8_t *reply_read_start(struct outbuf *o, const struct nbd_xmit_params *xp,
 		o->len += NBD_SIMPLE_REPLY_SIZE + r->length;
 		return p + NBD_SIMPLE_REPLY_SIZE;
 	}
-	p = put_chunk(o, xp, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
-		      8 + r->length);
-	if (!p)
-		return NULL;
-	nbd_put64(p, r->offset);
-	return p + 8;
+	return start_data_chunk(o, xp, r, NBD_REPLY_FLAG_DONE, r->offset,
+				(size_t)r->length);
 }
 
 int reply_read(struct outbuf *o, const struct nbd_xmit_params *xp,
