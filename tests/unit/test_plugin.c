@@ -184,15 +184,23 @@ static void test_installed_plugin_by_name(void **state)
 	nbdd_set_plugin_dir(NULL);
 }
 
-static void test_good_plugin(void **state)
+/* Load tmp/@name.so, which must load; returns its dlopen() handle. */
+static void *load_ok(const char *name, struct nbdd_backend *b)
 {
-	struct nbdd_backend b;
 	char path[256];
 	void *dl = NULL;
 
-	snprintf(path, sizeof(path), "%s/good.so", tmp);
-	assert_int_equal(plugin_load(path, &b, &dl), 0);
+	snprintf(path, sizeof(path), "%s/%s.so", tmp, name);
+	assert_int_equal(plugin_load(path, b, &dl), 0);
 	assert_non_null(dl);
+	return dl;
+}
+
+static void test_good_plugin(void **state)
+{
+	struct nbdd_backend b;
+	void *dl = load_ok("good", &b);
+
 	assert_string_equal(b.name, "good");
 	assert_non_null(b.pread);
 	assert_null(b.pwrite);
@@ -214,11 +222,8 @@ static void test_future_abi_refused(void **state)
 static void test_abi1_plugin_loads(void **state)
 {
 	struct nbdd_backend b;
-	char path[256];
-	void *dl = NULL;
+	void *dl = load_ok("abi1", &b);
 
-	snprintf(path, sizeof(path), "%s/abi1.so", tmp);
-	assert_int_equal(plugin_load(path, &b, &dl), 0);
 	assert_string_equal(b.name, "old");
 	assert_non_null(b.pread);
 	assert_null(b.aio_pread);
