@@ -40,7 +40,7 @@ struct conn {
 	 */
 	pthread_rwlock_t use;
 	atomic_bool dead;    /* no command can succeed on it any more */
-	uint64_t retry_at;   /* CLOCK_MONOTONIC ns; the remote's retry lock */
+	uint64_t retry_at;   /* CLOCK_MONOTONIC ns; the reconnector's alone */
 	atomic_bool closing; /* conn_disconnect() waits for the poller */
 	pthread_mutex_t lock; /* guards why, inflight */
 	char why[200];        /* why it died; the first reason stays */

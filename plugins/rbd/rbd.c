@@ -8,8 +8,9 @@
  * One cluster connection and one image handle per export, shared by all
  * its connections (NBDD_THREAD_PARALLEL; io.c is the data path, through
  * the asynchronous callbacks).
- * Because every NBD connection goes through that one handle and its one
- * cache, a flush on any connection covers writes made on all of them:
+ * Because every NBD connection goes through that one handle (and, with
+ * cache=on, its one cache), a flush on any connection covers writes made
+ * on all of them:
  * multi-conn is advertised. Other Ceph clients of the same image are
  * kept consistent by Ceph's exclusive lock, which librbd passes between
  * writers unless exclusive=on pins it to us.
