@@ -244,13 +244,20 @@ static int fill(struct conn *c, size_t need)
 	return 0;
 }
 
-/* Copy @len payload bytes to @dst: first what is buffered, then the rest. */
+/*
+ * Copy @len payload bytes to @dst: first what is buffered, then the rest.
+ * Before waiting for the rest, the inline replies made so far are sent:
+ * a pipelining client would otherwise get none of them until it has
+ * sent this whole payload, and its writes would go in lock-step.
+ */
 int conn_take(struct conn *c, uint8_t *dst, size_t len)
 {
 	size_t have = MIN(c->rlen - c->rpos, len);
 
 	memcpy(dst, c->rbuf + c->rpos, have);
 	c->rpos += have;
+	if (len > have)
+		flush_batch(c);
 	if (len > have && c->tls)
 		return tls_read_full(c->tls, dst + have, len - have, 0);
 	if (len > have)

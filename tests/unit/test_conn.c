@@ -7,6 +7,7 @@
  * that end requests on threads of their own, or before they return).
  */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -464,6 +465,43 @@ static void test_pipelined_workers(void **state)
 static void test_pipelined_async(void **state)
 {
 	pipelined(ASYNC);
+}
+
+/*
+ * A write whose payload is larger than the receive buffer: while the
+ * reader waits for the rest of it, the replies it has already made must
+ * be on their way. A client that waits for one of them before sending
+ * more (as a pipelining client at its queue depth does) would otherwise
+ * wait for ever.
+ */
+static void test_replies_leave_before_large_payload(void **state)
+{
+	enum { BIG = 1u << 20 };
+	static uint8_t big[BIG];
+	uint8_t small[512];
+	struct pollfd p;
+	uint64_t cookie;
+	struct server s;
+
+	start(&s, INLINE, CONN_KERNEL, false, false);
+	fill_pattern(small, sizeof(small), 1);
+	fill_pattern(big, BIG, 2);
+	send_req(s.client_fd, false, NBD_CMD_WRITE, 0, 1, 0, sizeof(small),
+		 small);
+	send_req(s.client_fd, false, NBD_CMD_WRITE, 0, 2, 4096, BIG, NULL);
+	send_all(s.client_fd, big, 4096); /* and no more, for now */
+
+	p = (struct pollfd){ .fd = s.client_fd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(recv_simple(s.client_fd, &cookie), 0);
+	assert_int_equal(cookie, 1);
+
+	send_all(s.client_fd, big + 4096, BIG - 4096);
+	assert_int_equal(recv_simple(s.client_fd, &cookie), 0);
+	assert_int_equal(cookie, 2);
+	assert_memory_equal(the_disk.data, small, sizeof(small));
+	assert_memory_equal(the_disk.data + 4096, big, BIG);
+	assert_int_equal(stop(&s), 0);
 }
 
 /* A refused write has its payload drained; the next request still works. */
@@ -939,6 +977,7 @@ int main(void)
 		cmocka_unit_test(test_pipelined_inline),
 		cmocka_unit_test(test_pipelined_workers),
 		cmocka_unit_test(test_pipelined_async),
+		cmocka_unit_test(test_replies_leave_before_large_payload),
 		cmocka_unit_test(test_invalid_write_keeps_sync),
 		cmocka_unit_test(test_kernel_size_follows_resize),
 		cmocka_unit_test(test_network_size_stays_negotiated),
