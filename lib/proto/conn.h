@@ -14,6 +14,7 @@
 /* Backpressure for pipelining clients: requests and payload queued. */
 #define MAX_QUEUED       256u
 #define MAX_QUEUED_BYTES (64u << 20)
+#define SEND_BUFFER      (4 << 20)  /* asynchronous connections' SO_SNDBUF */
 
 struct job;  /* conn.c: a request queued for the workers */
 struct areq; /* conn-async.c: a request inside an asynchronous backend */

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "proto/conn.h"
 
 /* ---- a test backend: a flat buffer with knobs ---- */
 
@@ -406,6 +407,32 @@ static void test_write_read_workers(void **state)
 static void test_write_read_async(void **state)
 {
 	write_then_read(ASYNC);
+}
+
+/*
+ * An asynchronous connection's socket holds a 1 MiB reply (and more), so
+ * the thread that ends a large read can send it without a hand-off; the
+ * others keep the system's default. Raising it past net.core.wmem_max
+ * needs CAP_NET_ADMIN, which the test then needs too.
+ */
+static void test_async_send_buffer(void **state)
+{
+	int size = 0, dflt = 0;
+	socklen_t len = sizeof(size);
+	struct server s;
+
+	if (geteuid() != 0)
+		skip();
+	start(&s, WORKERS, CONN_KERNEL, false, false);
+	assert_int_equal(getsockopt(s.conn->fd, SOL_SOCKET, SO_SNDBUF, &dflt,
+				    &len), 0);
+	assert_int_equal(stop(&s), 0);
+	start(&s, ASYNC, CONN_KERNEL, false, false);
+	assert_int_equal(getsockopt(s.conn->fd, SOL_SOCKET, SO_SNDBUF, &size,
+				    &len), 0);
+	assert_true(size >= SEND_BUFFER); /* the kernel doubles what it got */
+	assert_true(dflt < SEND_BUFFER);
+	assert_int_equal(stop(&s), 0);
 }
 
 /*
@@ -977,6 +1004,7 @@ int main(void)
 		cmocka_unit_test(test_pipelined_inline),
 		cmocka_unit_test(test_pipelined_workers),
 		cmocka_unit_test(test_pipelined_async),
+		cmocka_unit_test(test_async_send_buffer),
 		cmocka_unit_test(test_replies_leave_before_large_payload),
 		cmocka_unit_test(test_invalid_write_keeps_sync),
 		cmocka_unit_test(test_kernel_size_follows_resize),
