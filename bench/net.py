@@ -51,6 +51,8 @@ def make_server(ctx, name, backend):
                 "file": f"file:path={shm}"}[backend]
         argv = [o.nbdd, "--control", f"{w}/nbdd-control-{backend}.sock",
                 "--listen", f"unix:{sock}", "--export", f"bench={spec}"]
+        if o.nbdd_poll:
+            argv += ["--poll-max-us", str(o.nbdd_poll)]
         return bl.Server(ctx, name, backend, spec, argv, sock,
                          files=[shm] if backend == "file" else [], size=size)
     if name == "nbdkit":

@@ -204,6 +204,8 @@ struct mapproc_result {
 
 /* The path mapping processes are started from: this program's. */
 void mapproc_set_program(const char *argv0);
+/* Their --poll-max-us (nbdd_set_poll_max()), the daemon's own. */
+void mapproc_set_poll_max(unsigned usec);
 /* Start one and wait for it to serve (or fail): blocks, worker thread. */
 int mapproc_start(const struct mapproc_setup *s, struct mapproc *p,
 		  struct mapproc_result *res);

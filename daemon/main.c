@@ -42,6 +42,7 @@ struct options {
 	int log_level;
 	bool mlock;
 	bool detach_on_exit;
+	unsigned poll_max_us;
 	uint32_t timeout;           /* defaults for attach requests */
 	uint32_t dead_conn_timeout;
 };
@@ -74,6 +75,7 @@ enum {
 	OPT_TLS_CERTIFICATES,
 	OPT_TLS_PSK,
 	OPT_TLS_VERIFY_PEER,
+	OPT_POLL_MAX_US,
 };
 
 static const struct option long_options[] = {
@@ -97,6 +99,7 @@ static const struct option long_options[] = {
 	{ "tls-certificates", required_argument, NULL, OPT_TLS_CERTIFICATES },
 	{ "tls-psk", required_argument, NULL, OPT_TLS_PSK },
 	{ "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER },
+	{ "poll-max-us", required_argument, NULL, OPT_POLL_MAX_US },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -151,6 +154,10 @@ static void usage(FILE *f)
 		"once)\n"
 		"  --detach-on-exit         SIGTERM detaches every device "
 		"too\n"
+		"  --poll-max-us US         poll a busy socket up to US "
+		"microseconds before\n"
+		"                           sleeping (default 0: never; "
+		"see nbdd(8))\n"
 		"  -h, --help               this text\n"
 		"  -V, --version            the version\n"
 		"\n"
@@ -197,6 +204,20 @@ static uint32_t parse_seconds(const char *opt, const char *arg)
 	if (errno || end == arg || *end || arg[0] == '-' || v > 86400)
 		bad_usage("%s %s: expected seconds from 0 to 86400", opt, arg);
 	return (uint32_t)v;
+}
+
+static unsigned parse_poll_max(const char *arg)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || arg[0] == '-' ||
+	    v > NBDD_POLL_MAX_LIMIT)
+		bad_usage("--poll-max-us %s: expected microseconds from 0 to "
+			  "%d", arg, NBDD_POLL_MAX_LIMIT);
+	return (unsigned)v;
 }
 
 static void add_export(struct options *o, const char *arg, bool readonly)
@@ -299,6 +320,9 @@ static void parse_option(struct options *o, int c, const char *arg)
 		break;
 	case OPT_DETACH_ON_EXIT:
 		o->detach_on_exit = true;
+		break;
+	case OPT_POLL_MAX_US:
+		o->poll_max_us = parse_poll_max(arg);
 		break;
 	case OPT_TLS:
 		if (!strcmp(arg, "off"))
@@ -424,6 +448,8 @@ static int start(struct options *o)
 	int r;
 
 	harden_process(o->mlock);
+	nbdd_set_poll_max(o->poll_max_us); /* checked by parse_poll_max() */
+	mapproc_set_poll_max(o->poll_max_us);
 	if (o->config_dir) {
 		char dir[PATH_MAX];
 

@@ -63,6 +63,13 @@ void mapproc_set_program(const char *argv0)
 		snprintf(program, sizeof(program), "%s", buf);
 }
 
+static unsigned poll_max_us;
+
+void mapproc_set_poll_max(unsigned usec)
+{
+	poll_max_us = usec;
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -246,7 +253,7 @@ void mapproc_close(struct mapproc *p)
 int mapproc_start(const struct mapproc_setup *s, struct mapproc *p,
 		  struct mapproc_result *res)
 {
-	char level[8], *argv[5];
+	char level[8], poll[16], *argv[6];
 	posix_spawn_file_actions_t fa;
 	json_object *req, *ans = NULL;
 	int sv[2], r;
@@ -266,7 +273,9 @@ int mapproc_start(const struct mapproc_setup *s, struct mapproc *p,
 	argv[1] = "--serve-mapping";
 	argv[2] = level;
 	argv[3] = harden_mlock() ? "mlock" : "no-mlock";
-	argv[4] = NULL;
+	snprintf(poll, sizeof(poll), "%u", poll_max_us);
+	argv[4] = poll;
+	argv[5] = NULL;
 	posix_spawn_file_actions_init(&fa);
 	/* Its end becomes fd 3; everything else we hold is close-on-exec. */
 	posix_spawn_file_actions_adddup2(&fa, sv[1], 3);

@@ -330,7 +330,10 @@ static bool follow_backend_size(struct nbdd_mapping *m)
 	return true;
 }
 
-/* argv: nbdd --serve-mapping LOG_LEVEL mlock|no-mlock */
+/*
+ * argv: nbdd --serve-mapping LOG_LEVEL mlock|no-mlock [POLL_MAX_US]
+ * (a daemon older than this binary, upgraded under it, passes no POLL).
+ */
 int mapserver_main(int argc, char **argv)
 {
 	struct nbdd_mapping *m;
@@ -339,7 +342,7 @@ int mapserver_main(int argc, char **argv)
 	sigset_t set;
 	int sfd, r;
 
-	if (argc != 4) {
+	if (argc != 4 && argc != 5) {
 		fprintf(stderr, "nbdd: --serve-mapping is started by nbdd "
 				"itself, not by hand\n");
 		return 2;
@@ -353,6 +356,8 @@ int mapserver_main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	harden_process(strcmp(argv[3], "mlock") == 0);
+	if (argc == 5)
+		nbdd_set_poll_max((unsigned)strtoul(argv[4], NULL, 10));
 	if (mapproc_recv(CTL_FD, 30000, &req) < 0)
 		return 2;
 	m = set_up(req);

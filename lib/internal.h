@@ -70,6 +70,7 @@ int read_full(int fd, void *buf, size_t len, uint64_t deadline_ms);
 int write_full(int fd, const void *buf, size_t len, uint64_t deadline_ms);
 int writev_full(int fd, struct iovec *iov, int iovcnt);
 uint64_t now_ms(void);
+uint64_t now_us(void);
 /* Until @fd is ready for @events: 0, or -ETIMEDOUT past the deadline. */
 int wait_fd(int fd, short events, uint64_t deadline_ms);
 

@@ -195,6 +195,18 @@ int nbdd_listen(const char *address);
 int nbdd_server_accept(struct nbdd_server *srv, int listen_fd);
 
 /*
+ * Busy polling, for every connection of this process to an inline
+ * backend (memory, null) from now on. A reader that has sent its
+ * replies and finds no request waiting tries the socket for up to
+ * @usec (at most NBDD_POLL_MAX_LIMIT) before it sleeps, and stops trying
+ * while the peer takes longer than that to send more: latency and IOPS
+ * of a busy connection go up, and so does CPU per request. 0 (the
+ * default) never polls. Returns 0, or -EINVAL past the limit.
+ */
+#define NBDD_POLL_MAX_LIMIT 1000
+int nbdd_set_poll_max(unsigned usec);
+
+/*
  * Serve only the transmission phase on @fd: no handshake, simple replies
  * only. This is what the kernel's nbd driver speaks. Blocking; closes @fd.
  */

@@ -209,6 +209,73 @@ static ssize_t receive(struct conn *c, void *buf, size_t len, bool nonblock)
 	return recv(c->fd, buf, len, nonblock ? MSG_DONTWAIT : 0);
 }
 
+/* ---- polling ---- */
+
+static _Atomic unsigned poll_max_us;
+
+NBDD_EXPORT int nbdd_set_poll_max(unsigned usec)
+{
+	if (usec > NBDD_POLL_MAX_LIMIT)
+		return set_error(-EINVAL, "a polling time of %u us is over "
+				 "the limit of %u us", usec,
+				 NBDD_POLL_MAX_LIMIT);
+	atomic_store(&poll_max_us, usec);
+	return 0;
+}
+
+/*
+ * As QEMU's event loops do (poll-max-ns): a request that came soon after
+ * we gave up polling says a longer window would have caught it, so the
+ * window doubles (from 4 us, up to @max); a long sleep says the peer is
+ * not that busy, and polling stops until it is again.
+ */
+unsigned conn_poll_next(unsigned cur, uint64_t slept_us, unsigned max)
+{
+	if (!max || slept_us > max)
+		return 0;
+	if (!slept_us)
+		return cur;
+	return cur ? MIN(cur * 2, max) : MIN(4u, max);
+}
+
+static bool polling(const struct conn *c)
+{
+	return c->poll_us ||
+	       atomic_load_explicit(&poll_max_us, memory_order_relaxed);
+}
+
+/*
+ * The batch of replies has left and no request is waiting: poll for one
+ * within the window, else sleep in recv(2), and size the next window by
+ * how long that took. Only the inline path gets here: there the reader
+ * is the whole server, and its sleep the wake-up that polling saves.
+ * Behind workers or an asynchronous backend the hand-offs remain, and
+ * polling measured no gain (docs/performance.md).
+ */
+static ssize_t await_requests(struct conn *c, void *buf, size_t len)
+{
+	unsigned max = atomic_load_explicit(&poll_max_us, memory_order_relaxed);
+	uint64_t start, until;
+	ssize_t n;
+
+	if (!polling(c))
+		return receive(c, buf, len, false);
+	if (c->poll_us) {
+		until = now_us() + c->poll_us;
+		do {
+			n = receive(c, buf, len, true);
+			if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+				c->poll_us = conn_poll_next(c->poll_us, 0, max);
+				return n;
+			}
+		} while (now_us() < until);
+	}
+	start = now_us();
+	n = receive(c, buf, len, false);
+	c->poll_us = conn_poll_next(c->poll_us, MAX(now_us() - start, 1u), max);
+	return n;
+}
+
 /*
  * Make at least @need (<= RBUF_SIZE) unread bytes available. Before
  * blocking, the pending batch is sent: replies leave as soon as there is
@@ -231,7 +298,8 @@ static int fill(struct conn *c, size_t need)
 			    c->batch.len != 0);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			flush_batch(c);
-			continue;
+			n = await_requests(c, c->rbuf + c->rlen,
+					   RBUF_SIZE - c->rlen);
 		}
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -40,6 +40,7 @@ struct conn {
 	uint8_t *pbuf;         /* large inline write payloads */
 	size_t pcap;
 	struct outbuf batch;   /* inline replies not yet sent */
+	unsigned poll_us;      /* how long to poll before sleeping */
 
 	pthread_mutex_t wlock; /* one writer on the socket at a time */
 
@@ -89,6 +90,11 @@ struct conn {
 
 /* conn.c */
 int conn_op_of(uint16_t nbd_cmd);  /* NBDD_OP_*, or -1 */
+/*
+ * The next polling window, after a sleep of @slept_us (0: the poll
+ * caught the request) with the window @cur and the limit @max.
+ */
+unsigned conn_poll_next(unsigned cur, uint64_t slept_us, unsigned max);
 uint32_t conn_call_flags(const struct nbd_request *r); /* NBDD_F_* */
 void conn_count(struct conn *c, const struct nbd_request *r, bool failed);
 /* The socket failed with @err: answer nothing more, wake the reader. */

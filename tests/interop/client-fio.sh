@@ -6,7 +6,8 @@
 # check. Passing means: fio exits 0, reports no error, and did both reads
 # and writes. That the same options really catch bad data is shown first:
 # the run fails when blocks are overwritten behind fio's back, and a
-# verify-only pass fails on a corrupted image.
+# verify-only pass fails on a corrupted image. Last, the memory export
+# again with the daemon polling its sockets (--poll-max-us).
 . "$(dirname "$0")/client-lib.sh"
 need fio qemu-io
 
@@ -78,6 +79,12 @@ for e in mem file; do
 		fail "fio on $e: exit $?: $(tail -n 30 "$T/$e.log")"
 	check_report "$T/$e"
 done
+stop_daemon
 
+# ---- once more with the reader polling before it sleeps (--poll-max-us)
+serve --export mem=memory:size=32M --poll-max-us 32
+run_fio "$(uri mem)" 5 "$T/poll" --rw=randrw --runtime=5 --time_based ||
+	fail "fio on mem with polling: exit $?: $(tail -n 30 "$T/poll.log")"
+check_report "$T/poll"
 stop_daemon
 echo ok

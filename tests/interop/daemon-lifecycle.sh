@@ -12,6 +12,8 @@
 expect 2 "--log-level loud" "$NBDD_BIN" --control "$CTL" --log-level loud
 expect 2 "expected a number" "$NBDD_BIN" --control "$CTL" --max-clients 0
 expect 2 "expected a number" "$NBDD_BIN" --control "$CTL" --handshake-timeout x
+expect 2 "expected microseconds from 0 to 1000" "$NBDD_BIN" --control "$CTL" --poll-max-us 1001
+expect 2 "expected microseconds" "$NBDD_BIN" --control "$CTL" --poll-max-us -5
 expect 2 "expected NAME=SPEC" "$NBDD_BIN" --control "$CTL" --listen "unix:$T/n" --export memory
 expect 2 "unexpected argument" "$NBDD_BIN" --control "$CTL" extra
 expect 2 "--control: empty value" "$NBDD_BIN" --control ""

@@ -531,6 +531,37 @@ static void test_replies_leave_before_large_payload(void **state)
 	assert_int_equal(stop(&s), 0);
 }
 
+/* The polling window: grows while requests come soon, stops after a lull. */
+static void test_poll_window(void **state)
+{
+	assert_int_equal(conn_poll_next(0, 10, 32), 4);  /* a short sleep */
+	assert_int_equal(conn_poll_next(4, 10, 32), 8);
+	assert_int_equal(conn_poll_next(16, 32, 32), 32);
+	assert_int_equal(conn_poll_next(32, 10, 32), 32); /* never past max */
+	assert_int_equal(conn_poll_next(8, 0, 32), 8);    /* caught: keep */
+	assert_int_equal(conn_poll_next(8, 33, 32), 0);   /* a lull: stop */
+	assert_int_equal(conn_poll_next(8, 10, 0), 0);    /* turned off */
+	assert_int_equal(conn_poll_next(0, 1, 2), 2);
+	assert_int_equal(nbdd_set_poll_max(NBDD_POLL_MAX_LIMIT + 1), -EINVAL);
+}
+
+static void disc_drains_and_flushes(enum exec how);
+
+/*
+ * With polling on, every path (inline, workers, asynchronous) still
+ * answers every request, and a disconnect still drains and flushes.
+ */
+static void test_polling_serves(void **state)
+{
+	assert_int_equal(nbdd_set_poll_max(200), 0);
+	pipelined(INLINE);
+	write_then_read(INLINE);
+	pipelined(WORKERS);
+	pipelined(ASYNC);
+	disc_drains_and_flushes(INLINE);
+	assert_int_equal(nbdd_set_poll_max(0), 0);
+}
+
 /* A refused write has its payload drained; the next request still works. */
 static void test_invalid_write_keeps_sync(void **state)
 {
@@ -1005,6 +1036,8 @@ int main(void)
 		cmocka_unit_test(test_pipelined_workers),
 		cmocka_unit_test(test_pipelined_async),
 		cmocka_unit_test(test_async_send_buffer),
+		cmocka_unit_test(test_poll_window),
+		cmocka_unit_test(test_polling_serves),
 		cmocka_unit_test(test_replies_leave_before_large_payload),
 		cmocka_unit_test(test_invalid_write_keeps_sync),
 		cmocka_unit_test(test_kernel_size_follows_resize),

@@ -5,14 +5,16 @@
 # --connections 4 (4 sockets, 4 hardware queues) and a file backend with
 # 2, each driven by fio randrw with crc32c verification. fio must find no
 # mismatch, and nbdctl status must show 4 (2) live connections, traffic
-# and not a single error.
+# and not a single error. The daemon polls its sockets here
+# (--poll-max-us; the other tests run without), so that path sees the
+# kernel's load and verification too.
 . "$NBDD_TOP/tests/vm/lib.sh"
 
 need_kernel_nbd
 # Registered first, so it runs last: the daemon's whole log is kept.
 on_exit sh -c 'cp "$TMPDIR/nbdd.log" "$VM_ARTIFACTS/" 2>/dev/null || true'
 need jq fio
-start_nbdd
+start_nbdd --poll-max-us 50
 
 run_fio() { # dev name
 	fio --name="$2" --filename="$1" --direct=1 --ioengine=libaio \
@@ -47,6 +49,14 @@ MEM=$NBD_DEV
 # one hardware queue per socket, as far as there are CPUs for them
 queues=$(ls "/sys/block/${MEM#/dev/}/mq" | wc -l)
 [ "$queues" = "$(( $(nproc) < 4 ? $(nproc) : 4 ))" ] || fail "$MEM has $queues hardware queues"
+# The mapping's own process serves it, and polls as the daemon was told.
+mp=$(pgrep -f -- '--serve-mapping' | head -n 1)
+[ -n "$mp" ] || fail "no mapping process for $MEM"
+args=$(tr '\0' '\n' < "/proc/$mp/cmdline")
+if [ "$(echo "$args" | sed -n 2p)" != --serve-mapping ] ||
+	[ "$(echo "$args" | tail -n 1)" != 50 ]; then
+	fail "mapping process $mp was not given the daemon's --poll-max-us: $(tr '\0' ' ' < "/proc/$mp/cmdline")"
+fi
 run_fio "$MEM" mem
 check_status "$MEM" 4
 nbdctl status "$MEM"
