@@ -2,7 +2,7 @@
 # vm-timeout: 2400
 #
 # Kernel path of the benchmark; runs as root INSIDE the VM:
-#   tests/vm/run-vm --mem 4G bench/kernel-vm.sh [RUNTIME [REPEAT [DEVICES [MAPPINGS]]]]
+#   tests/vm/run-vm --mem 4G bench/kernel-vm.sh [RUNTIME [REPEAT [DEVICES [MAPPINGS [POLL]]]]]
 # (bench/run does this). DEVICES, comma-separated, from:
 #   nbdd      nbdctl attach memory:size=1G (the daemon's default sockets)
 #   nbdkit    nbdkit memory 1G + nbd-client -unix (netlink), as many sockets
@@ -13,6 +13,7 @@
 # rotating, so the emulator's speed falls on all alike. Each result is one
 # line "BENCH-JSON {...}" on stdout; everything else is for a person.
 # Then nbdd's RSS with MAPPINGS (64) attached mappings; 0 skips it.
+# POLL: nbdd --poll-max-us (default 0: off, as nbdd).
 # (Arguments, not environment: run-vm passes no environment to the guest.)
 . "$NBDD_TOP/tests/vm/lib.sh"
 
@@ -20,6 +21,7 @@ runtime=${1:-5}
 repeat=${2:-1}
 devices=${3:-nbdd,nbdkit,qemu-nbd,brd,loop}
 mappings=${4:-64}
+poll=${5:-0}
 size_mb=1024
 ws=128M # the working set each fio run covers, prefilled once
 
@@ -78,8 +80,8 @@ log "kernel $(uname -r), $cpus vCPUs (TCG), fio $(fio --version)"
 
 if want nbdd; then
 	need_file "$NBDD_BIN" "the daemon: make"
-	start_nbdd
-	log "\$ $NBDD_BIN --control $NBDD_CONTROL"
+	start_nbdd --poll-max-us "$poll"
+	log "\$ $NBDD_BIN --control $NBDD_CONTROL --poll-max-us $poll"
 	log "\$ $NBDCTL_BIN --control $NBDD_CONTROL attach memory:size=${size_mb}M"
 	nbdd_attach "memory:size=${size_mb}M"
 	# The mapping's own process serves it (and spends the CPU).
