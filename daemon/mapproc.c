@@ -253,7 +253,7 @@ void mapproc_close(struct mapproc *p)
 int mapproc_start(const struct mapproc_setup *s, struct mapproc *p,
 		  struct mapproc_result *res)
 {
-	char level[8], poll[16], *argv[6];
+	char level[8], poll_arg[16], *argv[6];
 	posix_spawn_file_actions_t fa;
 	json_object *req, *ans = NULL;
 	int sv[2], r;
@@ -273,8 +273,9 @@ int mapproc_start(const struct mapproc_setup *s, struct mapproc *p,
 	argv[1] = "--serve-mapping";
 	argv[2] = level;
 	argv[3] = harden_mlock() ? "mlock" : "no-mlock";
-	snprintf(poll, sizeof(poll), "%u", poll_max_us);
-	argv[4] = poll;
+	/* Only when set: an older binary put in place under us takes four. */
+	snprintf(poll_arg, sizeof(poll_arg), "%u", poll_max_us);
+	argv[4] = poll_max_us ? poll_arg : NULL;
 	argv[5] = NULL;
 	posix_spawn_file_actions_init(&fa);
 	/* Its end becomes fd 3; everything else we hold is close-on-exec. */

@@ -330,9 +330,24 @@ static bool follow_backend_size(struct nbdd_mapping *m)
 	return true;
 }
 
+static int set_poll_max(const char *arg)
+{
+	char *end;
+	unsigned long v = strtoul(arg, &end, 10);
+
+	if (end == arg || *end || v > NBDD_POLL_MAX_LIMIT ||
+	    nbdd_set_poll_max((unsigned)v) < 0) {
+		fprintf(stderr, "nbdd: --serve-mapping: bad poll time '%s'\n",
+			arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /*
  * argv: nbdd --serve-mapping LOG_LEVEL mlock|no-mlock [POLL_MAX_US]
- * (a daemon older than this binary, upgraded under it, passes no POLL).
+ * (no POLL_MAX_US: no polling, and what a daemon older than this binary,
+ * upgraded under it, passes).
  */
 int mapserver_main(int argc, char **argv)
 {
@@ -356,8 +371,8 @@ int mapserver_main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	harden_process(strcmp(argv[3], "mlock") == 0);
-	if (argc == 5)
-		nbdd_set_poll_max((unsigned)strtoul(argv[4], NULL, 10));
+	if (argc == 5 && set_poll_max(argv[4]) < 0)
+		return 2;
 	if (mapproc_recv(CTL_FD, 30000, &req) < 0)
 		return 2;
 	m = set_up(req);

@@ -392,19 +392,27 @@ int async_submit(struct conn *c, const struct nbd_request *r, enum nbdd_op op,
 
 /*
  * A reply that does not fit the socket's send buffer costs a hand-off to
- * the sender thread, and the default (~208 KiB on a Unix socket) is less
- * than one 1 MiB read. 4 MiB lets the completing thread send most large
- * replies itself (rbd, 1 MiB reads: docs/performance.md).
- * It adds to the queue's own bound (MAX_QUEUED_BYTES) what a client that
- * stops reading can hold. Without CAP_NET_ADMIN, net.core.wmem_max caps
- * the plain setting: the default then stays, which only costs speed.
+ * the sender thread, and a Unix socket's default (~208 KiB) is less than
+ * one 1 MiB read. 4 MiB lets the completing thread send most large
+ * replies itself (rbd, 1 MiB reads: docs/performance.md). Unix sockets
+ * only (the kernel's socketpairs, local clients): TCP sizes its buffer
+ * itself, and setting one would turn that off; TLS replies always go
+ * through the sender thread. It adds to the queue's own bound
+ * (MAX_QUEUED_BYTES) what a client that stops reading can hold. Without
+ * CAP_NET_ADMIN, net.core.wmem_max caps the plain setting.
  */
-static void grow_send_buffer(int fd)
+static void grow_send_buffer(const struct conn *c)
 {
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
 	int size = SEND_BUFFER;
 
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
-		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	if (c->tls || getsockname(c->fd, (struct sockaddr *)&ss, &len) ||
+	    ss.ss_family != AF_UNIX)
+		return;
+	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &size,
+				 sizeof(size));
 }
 
 int async_init(struct conn *c)
@@ -415,7 +423,7 @@ int async_init(struct conn *c)
 	pthread_cond_init(&c->sidle, NULL);
 	if (!c->async)
 		return 0;
-	grow_send_buffer(c->fd);
+	grow_send_buffer(c);
 	if (pthread_create(&c->sender, NULL, sender_main, c))
 		return -ENOMEM; /* conn_free() calls async_free() */
 	c->sender_started = true;

@@ -234,7 +234,7 @@ unsigned conn_poll_next(unsigned cur, uint64_t slept_us, unsigned max)
 	if (!max || slept_us > max)
 		return 0;
 	if (!slept_us)
-		return cur;
+		return MIN(cur, max); /* the limit may have been lowered */
 	return cur ? MIN(cur * 2, max) : MIN(4u, max);
 }
 
@@ -249,14 +249,17 @@ static bool polling(const struct conn *c)
  * within the window, else sleep in recv(2), and size the next window by
  * how long that took. Only the inline path gets here: there the reader
  * is the whole server, and its sleep the wake-up that polling saves.
+ * (A batch sent because it grew past BATCH_FLUSH, large reads, is
+ * followed by a plain blocking recv: the window stays as it was.)
  * Behind workers or an asynchronous backend the hand-offs remain, and
  * polling measured no gain (docs/performance.md).
  */
 static ssize_t await_requests(struct conn *c, void *buf, size_t len)
 {
 	unsigned max = atomic_load_explicit(&poll_max_us, memory_order_relaxed);
-	uint64_t start, until;
+	uint64_t start, until, slept;
 	ssize_t n;
+	int err;
 
 	if (!polling(c))
 		return receive(c, buf, len, false);
@@ -272,7 +275,10 @@ static ssize_t await_requests(struct conn *c, void *buf, size_t len)
 	}
 	start = now_us();
 	n = receive(c, buf, len, false);
-	c->poll_us = conn_poll_next(c->poll_us, MAX(now_us() - start, 1u), max);
+	err = errno;
+	slept = now_us() - start;
+	c->poll_us = conn_poll_next(c->poll_us, MAX(slept, 1u), max);
+	errno = err;
 	return n;
 }
 
