@@ -180,44 +180,31 @@ bad_usage(const char *fmt, ...)
 	exit(2);
 }
 
-static unsigned parse_count(const char *opt, const char *arg,
-			    unsigned long max)
+/* A whole number from @min to @max, or exit naming the option. */
+static unsigned long parse_ranged(const char *opt, const char *arg,
+				  unsigned long min, unsigned long max,
+				  const char *what)
 {
 	unsigned long v;
 	char *end;
 
 	errno = 0;
 	v = strtoul(arg, &end, 10);
-	if (errno || end == arg || *end || arg[0] == '-' || v < 1 || v > max)
-		bad_usage("%s %s: expected a number from 1 to %lu", opt, arg,
-			  max);
-	return (unsigned)v;
+	if (errno || end == arg || *end || arg[0] == '-' || v < min || v > max)
+		bad_usage("%s %s: expected %s from %lu to %lu", opt, arg, what,
+			  min, max);
+	return v;
+}
+
+static unsigned parse_count(const char *opt, const char *arg,
+			    unsigned long max)
+{
+	return (unsigned)parse_ranged(opt, arg, 1, max, "a number");
 }
 
 static uint32_t parse_seconds(const char *opt, const char *arg)
 {
-	unsigned long v;
-	char *end;
-
-	errno = 0;
-	v = strtoul(arg, &end, 10);
-	if (errno || end == arg || *end || arg[0] == '-' || v > 86400)
-		bad_usage("%s %s: expected seconds from 0 to 86400", opt, arg);
-	return (uint32_t)v;
-}
-
-static unsigned parse_poll_max(const char *arg)
-{
-	unsigned long v;
-	char *end;
-
-	errno = 0;
-	v = strtoul(arg, &end, 10);
-	if (errno || end == arg || *end || arg[0] == '-' ||
-	    v > NBDD_POLL_MAX_LIMIT)
-		bad_usage("--poll-max-us %s: expected microseconds from 0 to "
-			  "%d", arg, NBDD_POLL_MAX_LIMIT);
-	return (unsigned)v;
+	return (uint32_t)parse_ranged(opt, arg, 0, 86400, "seconds");
 }
 
 static void add_export(struct options *o, const char *arg, bool readonly)
@@ -322,7 +309,9 @@ static void parse_option(struct options *o, int c, const char *arg)
 		o->detach_on_exit = true;
 		break;
 	case OPT_POLL_MAX_US:
-		o->poll_max_us = parse_poll_max(arg);
+		o->poll_max_us = (unsigned)parse_ranged("--poll-max-us", arg, 0,
+							NBDD_POLL_MAX_LIMIT,
+							"microseconds");
 		break;
 	case OPT_TLS:
 		if (!strcmp(arg, "off"))
@@ -448,7 +437,7 @@ static int start(struct options *o)
 	int r;
 
 	harden_process(o->mlock);
-	nbdd_set_poll_max(o->poll_max_us); /* checked by parse_poll_max() */
+	nbdd_set_poll_max(o->poll_max_us); /* in range: parse_option() */
 	mapproc_set_poll_max(o->poll_max_us);
 	if (o->config_dir) {
 		char dir[PATH_MAX];

@@ -17,6 +17,7 @@
  * The serving threads belong to the library; this thread only waits.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -335,7 +336,8 @@ static int set_poll_max(const char *arg)
 	char *end;
 	unsigned long v = strtoul(arg, &end, 10);
 
-	if (end == arg || *end || v > NBDD_POLL_MAX_LIMIT ||
+	/* The library has the limit; only what fits an unsigned reaches it. */
+	if (end == arg || *end || v > UINT_MAX ||
 	    nbdd_set_poll_max((unsigned)v) < 0) {
 		fprintf(stderr, "nbdd: --serve-mapping: bad poll time '%s'\n",
 			arg);

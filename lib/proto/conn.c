@@ -238,12 +238,6 @@ unsigned conn_poll_next(unsigned cur, uint64_t slept_us, unsigned max)
 	return cur ? MIN(cur * 2, max) : MIN(4u, max);
 }
 
-static bool polling(const struct conn *c)
-{
-	return c->poll_us ||
-	       atomic_load_explicit(&poll_max_us, memory_order_relaxed);
-}
-
 /*
  * The batch of replies has left and no request is waiting: poll for one
  * within the window, else sleep in recv(2), and size the next window by
@@ -261,7 +255,7 @@ static ssize_t await_requests(struct conn *c, void *buf, size_t len)
 	ssize_t n;
 	int err;
 
-	if (!polling(c))
+	if (!max && !c->poll_us)
 		return receive(c, buf, len, false);
 	if (c->poll_us) {
 		until = now_us() + c->poll_us;
